@@ -1,0 +1,72 @@
+# Everything we do often. `make demo` and `make test` set themselves up.
+PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || echo /root/.pyenv/versions/3.13.0/bin/python3.13)
+VENV      := .venv
+BIN       := $(VENV)/bin
+# sam build looks for python3.13 on PATH.
+export PATH := $(abspath $(BIN)):$(dir $(PYTHON313)):$(PATH)
+DEBIAN_PACKAGES := docker.io busybox-static iproute2 iptables
+PYTEST_ARGS ?=
+
+.PHONY: setup debian-packages lint format typecheck validate build test test-unit test-statemachines \
+        test-hosts test-e2e demo bench duplicates clean
+
+setup: $(VENV)/.setup-stamp debian-packages
+
+$(VENV)/.setup-stamp: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON313) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Installs only what is missing; needs root, like the local cloud itself.
+debian-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: setup
+	$(BIN)/mypy layers/swarmwarden/swarmwarden functions localcloud
+
+validate: setup
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --region us-east-1
+
+build: setup
+	$(BIN)/sam build --region us-east-1
+
+test: setup lint typecheck validate
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-statemachines: setup
+	$(BIN)/pytest tests/statemachines $(PYTEST_ARGS)
+
+test-hosts: setup
+	$(BIN)/pytest tests/hosts $(PYTEST_ARGS)
+
+test-e2e: setup
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/swarmwarden local demo
+
+bench: setup
+	$(BIN)/python -m bench
+
+duplicates:
+	duplicates --change
+
+clean:
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .hypothesis
