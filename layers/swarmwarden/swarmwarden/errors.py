@@ -1,0 +1,22 @@
+"""Errors that cross into Step Functions. A Lambda error's `errorType` is the class name, so the
+state machines' Retry and Catch fields match on these names: keep them stable."""
+
+
+class SwarmwardenError(Exception):
+    """Base for every error we raise on purpose."""
+
+
+class TransientError(SwarmwardenError):
+    """Worth retrying with backoff: throttling, a host still busy, a command not finished in time."""
+
+
+class ScriptFailed(SwarmwardenError):  # noqa: N818 - the name is the Step Functions errorType
+    """A host script exited non-zero; the message is the script's own `error` field."""
+
+
+class SwarmNotAsPlanned(SwarmwardenError):  # noqa: N818
+    """The swarm's nodes do not match the plan (verify step)."""
+
+
+class InvalidRequest(SwarmwardenError):  # noqa: N818
+    """The input names something impossible; never retried."""

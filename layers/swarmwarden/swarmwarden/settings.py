@@ -1,0 +1,34 @@
+"""Function settings from environment variables, validated once per cold start."""
+
+import os
+from functools import cache
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Every variable the functions read. Each function sets the ones it needs in template.yaml."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    cluster_name: str = Field(alias="CLUSTER_NAME")
+    table_name: str = Field(alias="TABLE_NAME")
+    token_parameter_prefix: str = Field(alias="TOKEN_PARAMETER_PREFIX")
+    region: str = Field(alias="AWS_REGION")
+    manager_instance_profile_arn: str = Field(default="", alias="MANAGER_INSTANCE_PROFILE_ARN")
+    worker_instance_profile_arn: str = Field(default="", alias="WORKER_INSTANCE_PROFILE_ARN")
+    provision_state_machine_arn: str = Field(default="", alias="PROVISION_STATE_MACHINE_ARN")
+    teardown_state_machine_arn: str = Field(default="", alias="TEARDOWN_STATE_MACHINE_ARN")
+    poll_interval_seconds: int = Field(default=15, alias="POLL_INTERVAL_SECONDS")
+    poll_max_attempts: int = Field(default=40, alias="POLL_MAX_ATTEMPTS")
+    command_timeout_seconds: int = Field(default=120, alias="COMMAND_TIMEOUT_SECONDS")
+
+    @classmethod
+    def from_environment(cls) -> Self:
+        return cls.model_validate(dict(os.environ))
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_environment()
