@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 
 _PARAMETER_NAME = re.compile(r"^SW_[A-Z][A-Z0-9_]*$")
-TOKEN_MARKER = "SWMTKN-"
+TOKEN_MARKER = "SWMTKN-"  # noqa: S105 - the prefix we scan for, not a secret
 
 
 class UnsafeCommandError(ValueError):

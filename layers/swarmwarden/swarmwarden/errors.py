@@ -10,13 +10,13 @@ class TransientError(SwarmwardenError):
     """Worth retrying with backoff: throttling, a host still busy, a command not finished in time."""
 
 
-class ScriptFailed(SwarmwardenError):  # noqa: N818 - the name is the Step Functions errorType
+class ScriptFailed(SwarmwardenError):
     """A host script exited non-zero; the message is the script's own `error` field."""
 
 
-class SwarmNotAsPlanned(SwarmwardenError):  # noqa: N818
+class SwarmNotAsPlanned(SwarmwardenError):
     """The swarm's nodes do not match the plan (verify step)."""
 
 
-class InvalidRequest(SwarmwardenError):  # noqa: N818
+class InvalidRequest(SwarmwardenError):
     """The input names something impossible; never retried."""

@@ -91,6 +91,7 @@ class LaunchResult(Contract):
     seed: Host
     managers: tuple[Host, ...]
     workers: tuple[Host, ...]
+    instance_ids: tuple[str, ...]
     launched_instance_ids: tuple[str, ...]
 
 
@@ -102,3 +103,23 @@ class Readiness(Contract):
     attempt: int
     summary: str
     not_ready: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class SwarmRef(Contract):
+    """The swarm a host joins: identified by its id, reached through one manager."""
+
+    swarm_id: str
+    manager_addr: str
+
+
+class NodeStatus(Contract):
+    """One row of the `status` script: a swarm node as `docker node ls` sees it."""
+
+    id: str
+    hostname: str
+    addr: str
+    role: Role
+    status: str
+    availability: str
+    leader: bool
+    reachability: str = ""

@@ -1,0 +1,172 @@
+"""The cluster table: the spec and status of a cluster, and one record per node.
+
+Writes to the cluster record are conditional on its version, so two workflows that
+read the same state cannot both write it (optimistic locking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
+
+from swarmwarden.domain.model import ClusterSpec, Host, NodeStatus, Role
+from swarmwarden.errors import TransientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class ClusterStatus(StrEnum):
+    PROVISIONING = "provisioning"
+    READY = "ready"
+    TEARING_DOWN = "tearing_down"
+    DELETED = "deleted"
+
+
+class ClusterRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    spec: ClusterSpec
+    status: ClusterStatus
+    swarm_id: str = ""
+    version: int = 0
+    updated_at: str = ""
+
+
+class NodeRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    instance_id: str
+    role: Role
+    slot: str
+    az: str
+    private_ip: str
+    node_id: str = ""
+    state: str = "active"
+
+
+class VersionConflict(TransientError):
+    """Someone else wrote the cluster record between our read and our write."""
+
+
+def _key(cluster: str, sort_key: str) -> dict[str, Any]:
+    return {"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": sort_key}}
+
+
+def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in values.items()}
+
+
+def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ClusterStore:
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def cluster(self, name: str) -> ClusterRecord | None:
+        item = self._db.get_item(TableName=self._table, Key=_key(name, "SPEC"), ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        values = _from_item(item)
+        return ClusterRecord(
+            spec=ClusterSpec.model_validate_json(values["spec"]),
+            status=ClusterStatus(values["status"]),
+            swarm_id=values.get("swarm_id", ""),
+            version=int(values["version"]),
+            updated_at=values.get("updated_at", ""),
+        )
+
+    def put_cluster(self, spec: ClusterSpec, status: ClusterStatus, swarm_id: str = "") -> ClusterRecord:
+        """Writes the cluster record on top of the version we read; a concurrent writer makes this fail."""
+        current = self.cluster(spec.cluster_name)
+        record = ClusterRecord(
+            spec=spec,
+            status=status,
+            swarm_id=swarm_id or (current.swarm_id if current else ""),
+            version=(current.version if current else 0) + 1,
+            updated_at=_now(),
+        )
+        item = _key(spec.cluster_name, "SPEC") | _to_item(
+            {
+                "spec": spec.model_dump_json(),
+                "status": record.status.value,
+                "swarm_id": record.swarm_id,
+                "version": record.version,
+                "updated_at": record.updated_at,
+            }
+        )
+        if current is None:
+            guard: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            guard = {
+                "ConditionExpression": "#v = :read",
+                "ExpressionAttributeNames": {"#v": "version"},
+                "ExpressionAttributeValues": {":read": {"N": str(current.version)}},
+            }
+        try:
+            self._db.put_item(TableName=self._table, Item=item, **guard)
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise VersionConflict(f"cluster {spec.cluster_name} changed while we updated it") from None
+            raise
+        return record
+
+    def set_status(self, name: str, status: ClusterStatus) -> ClusterRecord | None:
+        current = self.cluster(name)
+        if current is None:
+            return None
+        return self.put_cluster(current.spec, status)
+
+    def put_nodes(self, cluster: str, hosts: Iterable[Host], nodes: Iterable[NodeStatus]) -> int:
+        node_ids = {node.addr: node.id for node in nodes}
+        written = 0
+        for host in hosts:
+            record = NodeRecord(
+                instance_id=host.instance_id,
+                role=host.role,
+                slot=host.slot,
+                az=host.az,
+                private_ip=host.private_ip,
+                node_id=node_ids.get(host.private_ip, ""),
+            )
+            self._db.put_item(
+                TableName=self._table,
+                Item=_key(cluster, f"NODE#{host.instance_id}") | _to_item(record.model_dump(mode="json")),
+            )
+            written += 1
+        return written
+
+    def nodes(self, cluster: str) -> list[NodeRecord]:
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :node)",
+            ExpressionAttributeValues={":pk": {"S": f"CLUSTER#{cluster}"}, ":node": {"S": "NODE#"}},
+            ConsistentRead=True,
+        )
+        return [
+            NodeRecord.model_validate(_from_item({k: v for k, v in item.items() if k not in {"pk", "sk"}}))
+            for page in pages
+            for item in page["Items"]
+        ]
+
+    def delete_nodes(self, cluster: str) -> int:
+        records = self.nodes(cluster)
+        for record in records:
+            self._db.delete_item(TableName=self._table, Key=_key(cluster, f"NODE#{record.instance_id}"))
+        return len(records)

@@ -1,0 +1,1 @@
+"""Use cases behind each function: parse nothing, call adapters, return contract models."""
