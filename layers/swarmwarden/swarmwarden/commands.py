@@ -21,7 +21,7 @@ class UnsafeCommandError(ValueError):
 @cache
 def script_body(name: str) -> str:
     """The text of `scripts/<name>.sh`, shipped inside the layer."""
-    return resources.files("swarmwarden").joinpath("scripts", f"{name}.sh").read_text()
+    return resources.files("swarmwarden").joinpath("scripts", f"{name}.sh").read_text(encoding="utf-8")
 
 
 def render(name: str, parameters: dict[str, str]) -> str:
