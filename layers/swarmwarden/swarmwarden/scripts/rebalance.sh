@@ -1,0 +1,115 @@
+#!/bin/sh
+# rebalance: Force-updates (detached) replicated services whose running tasks are skewed over the Ready+Active nodes.
+# Parameters: SW_MAX_UPDATES (at most this many updates per run, default 2).
+# Last stdout line: {"updated": [names], "skipped": [skewed names left for later]}; on failure {"error": "..."} and a non-zero exit.
+# Idempotent. Balanced services, and services being updated, are not touched; nothing is updated while a drained node still runs tasks.
+# Never prints a join token.
+set -eu
+SCRIPT=rebalance
+umask 077
+step="starting"
+finished=0
+work=$(mktemp -d)
+
+# $1 as a JSON string. Redacts anything that looks like a join token, as a last line of defence.
+json_str() {
+	printf '"%s"' "$(printf '%s' "$1" | sed -e 's/SWMTKN-[A-Za-z0-9-]*/<redacted>/g' -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr '\n\t\r' '   ')"
+}
+
+fail() {
+	finished=1
+	printf '{"error": %s}\n' "$(json_str "$SCRIPT: $1")"
+	exit 1
+}
+
+emit() {
+	finished=1
+	printf '%s\n' "$1"
+}
+
+# Any exit without a result (set -e, a signal) still ends stdout with one JSON object.
+on_exit() {
+	rc=$?
+	rm -rf "$work"
+	if [ "$rc" -ne 0 ] && [ "$finished" -eq 0 ]; then
+		printf '{"error": %s}\n' "$(json_str "$SCRIPT: failed while $step (exit $rc)")"
+	fi
+	exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 143' HUP INT TERM
+
+require() {
+	for name in "$@"; do
+		eval "value=\${$name:-}"
+		[ -n "$value" ] || fail "parameter $name is required"
+	done
+}
+
+require_manager() {
+	step="checking that this host is a swarm manager"
+	control=$(docker info --format '{{.Swarm.ControlAvailable}}' 2>"$work/err") || fail "docker is not answering: $(cat "$work/err")"
+	[ "$control" = true ] || fail "this host is not a swarm manager"
+}
+
+require_manager
+max_updates=${SW_MAX_UPDATES:-2}
+case "$max_updates" in
+'' | *[!0-9]*) fail "SW_MAX_UPDATES must be a whole number, not '$max_updates'" ;;
+esac
+
+step="reading the nodes"
+docker node ls --format '{{.ID}} {{.Status}} {{.Availability}}' >"$work/nodes" 2>"$work/err" ||
+	fail "cannot list nodes: $(cat "$work/err")"
+awk '$2 == "Ready" && $3 == "Active" { print $1 }' "$work/nodes" >"$work/eligible"
+
+# While a drained node still runs tasks, a forced update would race the drain: leave everything.
+draining=false
+for node in $(awk '$3 == "Drain" { print $1 }' "$work/nodes"); do
+	if docker node ps --format '{{.CurrentState}}' "$node" | grep -q '^Running'; then
+		draining=true
+	fi
+done
+
+# Skewed: running tasks per eligible (Ready + Active) node differ by more than one.
+skewed() {
+	tasks=$(docker service ps -q --filter desired-state=running "$1")
+	[ -n "$tasks" ] || return 1
+	# shellcheck disable=SC2086 # one argument per task id
+	docker inspect --type task --format '{{.NodeID}} {{.Status.State}}' $tasks >"$work/tasks"
+	awk 'NR == FNR { n[$1] = 0; next }
+		$2 == "running" && ($1 in n) { n[$1]++ }
+		END {
+			min = -1; max = 0
+			for (k in n) { if (min < 0 || n[k] < min) min = n[k]; if (n[k] > max) max = n[k] }
+			exit !(max - min > 1)
+		}' "$work/eligible" "$work/tasks"
+}
+
+step="reading the services"
+# Constrained services cannot use every node, so their spread says nothing: leave them alone.
+docker service ls -q --filter mode=replicated >"$work/services" 2>"$work/err" ||
+	fail "cannot list services: $(cat "$work/err")"
+updated="" skipped="" count=0
+while read -r service; do
+	info=$(docker service inspect --format '{{.Spec.Name}} {{with .Spec.TaskTemplate.Placement}}{{len .Constraints}}{{else}}0{{end}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{else}}-{{end}}' \
+		"$service" 2>"$work/err") || fail "cannot inspect service $service: $(cat "$work/err")"
+	# shellcheck disable=SC2086 # three words
+	set -- $info
+	name=$1 constraints=$2 update_state=$3
+	[ "$constraints" = 0 ] || continue
+	step="checking the spread of $name"
+	skewed "$service" || continue
+	if [ "$draining" = true ] || [ "$count" -ge "$max_updates" ] ||
+		[ "$update_state" = updating ] || [ "$update_state" = rollback_started ]; then
+		skipped="$skipped${skipped:+, }$(json_str "$name")"
+		continue
+	fi
+	step="force-updating $name"
+	# Detached: the update rolls on after we return; a later run sees it as "updating" and waits.
+	docker service update --force --detach "$service" >/dev/null 2>"$work/err" ||
+		fail "cannot update $name: $(cat "$work/err")"
+	updated="$updated${updated:+, }$(json_str "$name")"
+	count=$((count + 1))
+done <"$work/services"
+emit "{\"updated\": [$updated], \"skipped\": [$skipped]}"
