@@ -1,7 +1,9 @@
 """Fixtures shared by the unit tests: fake AWS credentials, and moto with fresh cached clients."""
 
+import json
 from collections.abc import Iterator
 
+import boto3
 import pytest
 from moto import mock_aws
 from swarmwarden import aws, settings
@@ -37,3 +39,33 @@ def mocked_aws() -> Iterator[None]:
     with mock_aws():
         aws._client.cache_clear()
         yield
+
+
+# The public parameter CloudFormation resolves for the template's AMI parameter; moto knows it.
+ECS_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+
+
+@pytest.fixture
+def ecs_ami(mocked_aws: None) -> str:
+    """The ECS-optimized AL2023 AMI id, resolved the way CloudFormation resolves the template's parameter."""
+    return aws.ssm().get_parameter(Name=ECS_AMI_PARAMETER)["Parameter"]["Value"]
+
+
+@pytest.fixture
+def instance_profiles(mocked_aws: None) -> dict[str, str]:
+    """One IAM role and instance profile per host role, as template.yaml creates them: role -> profile ARN."""
+    iam = boto3.client("iam")
+    arns = {}
+    for role in ("manager", "worker"):
+        name = f"demo-{role}"
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+        profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+        arns[role] = profile["Arn"]
+    return arns
+
+
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
