@@ -209,9 +209,7 @@ class Execution:
 
     def entered_states(self) -> list[str]:
         """Names of the states entered, in order (Map iterations' states included)."""
-        return [
-            e["stateEnteredEventDetails"]["name"] for e in self.history if e["type"].endswith("StateEntered")
-        ]
+        return [e["stateEnteredEventDetails"]["name"] for e in self.history if e["type"].endswith("StateEntered")]
 
     def top_level_states(self, definition: Mapping[str, Any]) -> list[str]:
         """Entered states that belong to the top level of `definition` (no Map iteration states)."""
