@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import cfn_yaml
+from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 from swarmwarden.domain.model import MAX_WORKERS_CEILING, ClusterSpec, Poll
 from swarmwarden.settings import Settings
 from swarmwarden.steps.custom_resource import spec_from_properties
