@@ -529,6 +529,8 @@ def test_hosts_function_launches_and_terminates_only_tagged_instances() -> None:
     assert allowed(statements, "ec2:RunInstances", ec2_arn("subnet"), **resource_tag())
     assert not allowed(statements, "ec2:RunInstances", ec2_arn("subnet"), **resource_tag(OTHER))
     assert allowed(statements, "ec2:RunInstances", f"arn:aws:ec2:{REGION}::image/ami-1")
+    # The hosts adapter tags instance and volume only: an untagged primary interface must pass.
+    assert allowed(statements, "ec2:RunInstances", ec2_arn("network-interface", "eni-1"))
     assert allowed(statements, "ec2:CreateTags", instance, **{"ec2:CreateAction": "RunInstances"})
     assert not allowed(statements, "ec2:CreateTags", instance)
     assert allowed(statements, "ec2:TerminateInstances", instance, **resource_tag())
