@@ -97,8 +97,14 @@ def _covers(actual: Any, wanted: Any) -> bool:
 
 
 def same_template(actual: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    actual = dict(actual)
+    # moto 5.2.5 also lists the template's own tags (resource type launch-template) in its data; AWS
+    # does not. Only the resource types we tag for count.
+    if "TagSpecifications" in actual:
+        ours = {spec["ResourceType"] for spec in wanted.get("TagSpecifications", [])}
+        actual["TagSpecifications"] = [s for s in actual["TagSpecifications"] if s["ResourceType"] in ours]
     # At the top level a field we no longer set (a dropped key pair) is a difference too.
-    return set(actual) == set(wanted) and _covers(dict(actual), dict(wanted))
+    return set(actual) == set(wanted) and _covers(actual, dict(wanted))
 
 
 @dataclass(frozen=True)
