@@ -506,6 +506,11 @@ def test_network_function_touches_only_tagged_network() -> None:
     assert allowed(statements, "ec2:DeleteVpc", vpc, **resource_tag())
     assert not allowed(statements, "ec2:DeleteVpc", vpc, **resource_tag(OTHER))
     assert not allowed(statements, "ec2:DeleteVpc", vpc)
+    # A subnet is created only in our VPC: its request authorizes the new subnet and the VPC.
+    assert allowed(statements, "ec2:CreateSubnet", ec2_arn("subnet"), **request_tag())
+    assert allowed(statements, "ec2:CreateSubnet", vpc, **request_tag(), **resource_tag())
+    assert not allowed(statements, "ec2:CreateSubnet", vpc, **request_tag())
+    assert not allowed(statements, "ec2:CreateSecurityGroup", vpc, **request_tag(), **resource_tag(OTHER))
     assert allowed(statements, "ec2:DeleteSecurityGroup", ec2_arn("security-group"), **resource_tag())
     assert not allowed(statements, "ec2:AuthorizeSecurityGroupIngress", ec2_arn("security-group"))
     # Tags only on creation: no one can tag someone else's VPC into the cluster and then delete it.
@@ -515,6 +520,10 @@ def test_network_function_touches_only_tagged_network() -> None:
     assert allowed(statements, "ec2:DescribeVpcs", "*")
     assert not allowed(statements, "ec2:TerminateInstances", ec2_arn("instance"), **resource_tag())
     own_ecs = f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{CLUSTER}"
+    assert allowed(statements, "ecs:CreateCluster", "*", **request_tag())
+    assert not allowed(statements, "ecs:CreateCluster", "*")
+    assert allowed(statements, "ecs:TagResource", own_ecs, **{"ecs:CreateAction": "CreateCluster"})
+    assert not allowed(statements, "ecs:TagResource", own_ecs)
     assert allowed(statements, "ecs:DeleteCluster", own_ecs)
     assert not allowed(statements, "ecs:DeleteCluster", f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{OTHER}")
 
