@@ -156,10 +156,10 @@ class LambdaStubs:
             return None
         name = unquote(match.group(1))
         function = name.rsplit(":", 1)[-1] if name.startswith("arn:") else name
-        body = request.body
+        body: Any = request.body
         if hasattr(body, "read"):
             body = body.read()
-        raw = body.decode() if isinstance(body, bytes) else (body or "{}")
+        raw = body.decode() if isinstance(body, bytes | bytearray) else (body or "")
         payload = json.loads(raw) if raw else {}
         status, headers, content = self.answer(function, payload)
         return AWSResponse(request.url, status, headers, _RawBody(content))  # type: ignore[arg-type]
@@ -168,11 +168,12 @@ class LambdaStubs:
     def installed(self) -> Iterator[LambdaStubs]:
         """Answer `lambda.Invoke` on boto3's default session (where moto's engine makes its clients)."""
         events = boto3._get_default_session().events
-        events.register_first("before-send.lambda.Invoke", self._before_send)
+        handler: Callable[..., Any] = self._before_send
+        events.register_first("before-send.lambda.Invoke", handler)
         try:
             yield self
         finally:
-            events.unregister("before-send.lambda.Invoke", self._before_send)
+            events.unregister("before-send.lambda.Invoke", handler)
 
 
 class _RawBody:

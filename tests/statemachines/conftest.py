@@ -22,7 +22,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_DEFAULT_REGION": REGION,
     }.items():
         monkeypatch.setenv(key, value)
-    with mock_aws(config=copy.deepcopy(MOTO_CONFIG)):
+    with mock_aws(config=copy.deepcopy(MOTO_CONFIG)):  # type: ignore[call-overload]
         yield
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,14 @@ FAST_POLL = {"interval_seconds": 1, "max_attempts": 3}
 
 
 def load_definition(name: str) -> dict[str, Any]:
-    return json.loads((STATEMACHINES / f"{name}.asl.json").read_text())
+    definition: dict[str, Any] = json.loads((STATEMACHINES / f"{name}.asl.json").read_text())
+    return definition
 
 
 def workflow_input(name: str, *, cfn: bool = False, **spec_overrides: Any) -> dict[str, Any]:
     """A sample from events/, with the fast poll the tests use and optional spec overrides."""
     sample = "-cfn" if cfn else ""
-    data = json.loads((EVENTS / f"{name}-input{sample}.json").read_text())
+    data: dict[str, Any] = json.loads((EVENTS / f"{name}-input{sample}.json").read_text())
     data["poll"] = dict(FAST_POLL)
     data["spec"].update(spec_overrides)
     return data
@@ -63,7 +65,7 @@ NETWORK = {
 SWARM = {"swarm_id": "swarm0123456789", "manager_addr": "10.42.0.10:2377", "node_id": "node-seed", "created": True}
 
 
-def ready_after(rounds: int):
+def ready_after(rounds: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """check_ready: not ready for `rounds - 1` rounds, then ready."""
 
     def answer(payload: dict[str, Any]) -> dict[str, Any]:
