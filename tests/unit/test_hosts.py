@@ -1,18 +1,27 @@
 """Launching, checking and terminating hosts against moto, through the HostsFunction use cases."""
 
+from __future__ import annotations
+
 import base64
 from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from swarmwarden import aws
+from swarmwarden.adapters import tags
 from swarmwarden.adapters.ecs import EcsCluster
 from swarmwarden.adapters.hosts import Hosts, client_token, launch_template_name
 from swarmwarden.adapters.network import Network
-from swarmwarden.domain.model import ClusterSpec, LaunchResult, NetworkRef, Role
+from swarmwarden.domain.model import ClusterSpec, LaunchResult, NetworkRef, Readiness, Role
+from swarmwarden.domain.placement import plan_placements
 from swarmwarden.errors import InvalidRequest
 from swarmwarden.steps import hosts as steps
 
 from tests.unit.ec2_world import register_with_ecs, ssm_agents
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import InstanceTypeDef
 
 
 class World:
@@ -33,8 +42,8 @@ class World:
         assert isinstance(result, LaunchResult)
         return result
 
-    def instances(self, *states: str) -> list[dict]:
-        filters = [{"Name": "tag:swarmwarden:cluster", "Values": [self.spec.cluster_name]}]
+    def instances(self, *states: str) -> list[InstanceTypeDef]:
+        filters = [tags.tag_filter(tags.CLUSTER, self.spec.cluster_name)]
         if states:
             filters.append({"Name": "instance-state-name", "Values": list(states)})
         reservations = aws.ec2().describe_instances(Filters=filters)["Reservations"]
@@ -46,7 +55,7 @@ def world(ecs_ami: str, instance_profiles: dict[str, str]) -> World:
     return World(ClusterSpec(cluster_name="demo", ami_id=ecs_ami, managers=3, workers=2), instance_profiles)
 
 
-def tags_of(resource: dict) -> dict[str, str]:
+def tags_of(resource: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
 
 
@@ -88,7 +97,7 @@ def test_hosts_are_tagged_with_cluster_role_slot_and_run(world: World) -> None:
                 "Name": f"demo-{host.slot}",
             }.items()
         )
-    volumes = aws.ec2().describe_volumes(Filters=[{"Name": "tag:swarmwarden:cluster", "Values": ["demo"]}])
+    volumes = aws.ec2().describe_volumes(Filters=[tags.tag_filter(tags.CLUSTER, "demo")])
     assert len(volumes["Volumes"]) == 5
 
 
@@ -204,7 +213,7 @@ def test_a_placement_outside_the_network_is_refused(world: World) -> None:
     )
     hosts = world.adapters.hosts
     with pytest.raises(InvalidRequest, match="no subnet in us-east-1b"):
-        hosts.launch(world.spec, network, steps.plan_placements(world.spec, ["us-east-1a", "us-east-1b"]), "run-a")
+        hosts.launch(world.spec, network, plan_placements(world.spec, ["us-east-1a", "us-east-1b"]), "run-a")
 
 
 def test_launch_needs_an_instance_profile_per_role(world: World) -> None:
@@ -221,7 +230,7 @@ def test_client_tokens_are_deterministic_short_and_distinct() -> None:
 
 
 class TestReadiness:
-    def check(self, world: World, ids: list[str], attempt: int = 0, max_attempts: int = 40) -> steps.Readiness:
+    def check(self, world: World, ids: list[str], attempt: int = 0, max_attempts: int = 40) -> Readiness:
         request = steps.CheckReady(
             action="check_ready",
             spec=world.spec,
@@ -230,7 +239,7 @@ class TestReadiness:
             max_attempts=max_attempts,
         )
         result = steps.run(request, world.adapters)
-        assert isinstance(result, steps.Readiness)
+        assert isinstance(result, Readiness)
         return result
 
     def test_ready_when_running_online_and_registered(self, world: World) -> None:
@@ -327,7 +336,7 @@ class TestTeardown:
             ecs.delete_cluster("demo")
 
         ec2 = aws.ec2()
-        ours = [{"Name": "tag:swarmwarden:cluster", "Values": ["demo"]}]
+        ours = [tags.tag_filter(tags.CLUSTER, "demo")]
         assert {i["State"]["Name"] for i in world.instances()} == {"terminated"}
         assert ec2.describe_vpcs(Filters=ours)["Vpcs"] == []
         assert ec2.describe_subnets(Filters=ours)["Subnets"] == []

@@ -8,6 +8,7 @@ from botocore.stub import Stubber
 from hypothesis import given
 from hypothesis import strategies as st
 from swarmwarden import aws
+from swarmwarden.adapters import tags
 from swarmwarden.adapters.ecs import EcsCluster
 from swarmwarden.adapters.hosts import Hosts
 from swarmwarden.adapters.network import Network, assign_subnet_cidrs, rules_of
@@ -19,7 +20,7 @@ from tests.unit.ec2_world import bare_instances, register_with_ecs
 
 SPEC = ClusterSpec(cluster_name="demo", ami_id="ami-0123456789abcdef0")
 OTHER = ClusterSpec(cluster_name="other", ami_id="ami-0123456789abcdef0", vpc_cidr="10.50.0.0/16")
-OURS = [{"Name": "tag:swarmwarden:cluster", "Values": ["demo"]}]
+OURS = [tags.tag_filter(tags.CLUSTER, "demo")]
 
 
 @pytest.fixture
@@ -131,7 +132,7 @@ def test_delete_removes_everything_and_a_second_delete_finds_nothing(
         "vpc": 1,
     }
     assert ec2.describe_vpcs(Filters=OURS)["Vpcs"] == []
-    assert ec2.describe_vpcs(VpcIds=[], Filters=[{"Name": "vpc-id", "Values": [ref.vpc_id]}])["Vpcs"] == []
+    assert ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [ref.vpc_id]}])["Vpcs"] == []
     assert ec2.describe_subnets(Filters=OURS)["Subnets"] == []
     assert ec2.describe_internet_gateways(Filters=OURS)["InternetGateways"] == []
     assert ec2.describe_route_tables(Filters=OURS)["RouteTables"] == []

@@ -15,7 +15,7 @@ from swarmwarden.domain.placement import plan_placements
 from swarmwarden.settings import Settings
 
 # A Step Functions execution name: the run id that tags every instance a run launches.
-RunId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,80}$")]
+RunId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")]
 InstanceId = Annotated[str, Field(pattern=r"^i-[0-9a-f]{8,17}$")]
 
 
