@@ -94,6 +94,8 @@ class Call:
     function: str
     action: str
     payload: dict[str, Any]
+    result: Any = None  # what the stub answered; None when it answered an error
+    error: LambdaError | None = None
 
 
 @dataclass
@@ -139,16 +141,20 @@ class LambdaStubs:
     def answer(self, function: str, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         action = str(payload.get("action", ""))
         with self._lock:
-            self.calls.append(Call(function, action, payload))
             outcome = self._next_outcome(function, action)
         if callable(outcome) and not isinstance(outcome, LambdaError):
             outcome = outcome(payload)
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
         if isinstance(outcome, LambdaError):
+            call = Call(function, action, payload, error=outcome)
             headers["X-Amz-Function-Error"] = "Unhandled"
-            body = {"errorMessage": outcome.message, "errorType": outcome.error_type, "stackTrace": []}
-            return 200, headers, json.dumps(body).encode()
-        return 200, headers, json.dumps(outcome).encode()
+            body = json.dumps({"errorMessage": outcome.message, "errorType": outcome.error_type, "stackTrace": []})
+        else:
+            call = Call(function, action, payload, result=outcome)
+            body = json.dumps(outcome)
+        with self._lock:
+            self.calls.append(call)
+        return 200, headers, body.encode()
 
     def _before_send(self, request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
         match = re.search(r"/functions/([^/]+)/invocations", request.url)

@@ -88,8 +88,19 @@ def joined(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def stub_provision_happy(stubs: LambdaStubs, launch: dict[str, Any], ready_rounds: int = 1) -> None:
+    hosts = [launch["seed"], *launch["managers"], *launch["workers"]]
     nodes = [
-        {"instance_id": i, "node_id": f"node-{n}", "status": "ready"} for n, i in enumerate(launch["instance_ids"])
+        {
+            "id": f"node-{h['slot']}",
+            "hostname": f"demo-{h['slot']}",
+            "addr": h["private_ip"],
+            "role": h["role"],
+            "status": "Ready",
+            "availability": "Active",
+            "leader": h is launch["seed"],
+            "reachability": "Reachable" if h["role"] == "manager" else "",
+        }
+        for h in hosts
     ]
     stubs.on("network", "ensure_network", NETWORK)
     stubs.on("network", "ensure_ecs_cluster", {"cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/demo"})

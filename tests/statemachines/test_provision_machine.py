@@ -99,7 +99,7 @@ def test_happy_path_without_cfn(runner: AslRunner, stubs: LambdaStubs, provision
     assert verify.payload["hosts"] == launch
     (record,) = stubs.calls_to("cluster_state", "provisioned")
     assert record.payload["hosts"] == launch
-    assert record.payload["swarm"]["swarm_id"] == "swarm0123456789"
+    assert record.payload["swarm"] == {"swarm_id": "swarm0123456789", "manager_addr": "10.42.0.10:2377"}
     assert len(record.payload["nodes"]) == 7
 
     # The Map results are dropped: the state stays small.
