@@ -1,6 +1,7 @@
 """The network and ECS adapters against moto: idempotent ensure, an exact security group, clean deletes."""
 
 import ipaddress
+from typing import Any
 
 import boto3
 import pytest
@@ -11,7 +12,7 @@ from swarmwarden import aws
 from swarmwarden.adapters import tags
 from swarmwarden.adapters.ecs import EcsCluster
 from swarmwarden.adapters.hosts import Hosts
-from swarmwarden.adapters.network import Network, assign_subnet_cidrs, rules_of
+from swarmwarden.adapters.network import Network, assign_subnet_cidrs, rule_of, swarm_rules
 from swarmwarden.domain.model import ClusterSpec, Role
 from swarmwarden.domain.placement import subnet_cidrs
 from swarmwarden.errors import InvalidRequest, TransientError
@@ -81,17 +82,35 @@ def test_security_group_allows_only_the_swarm_ports_from_itself(network: Network
     ref = network.ensure(SPEC)
     (group,) = aws.ec2().describe_security_groups(GroupIds=[ref.security_group_id])["SecurityGroups"]
 
-    sg = ref.security_group_id
+    def from_itself(protocol: str, port: int, description: str) -> dict[str, Any]:
+        pair = {"GroupId": ref.security_group_id, "UserId": "123456789012", "Description": description}
+        return {
+            "IpProtocol": protocol,
+            "FromPort": port,
+            "ToPort": port,
+            "UserIdGroupPairs": [pair],
+            "IpRanges": [],
+            "Ipv6Ranges": [],
+            "PrefixListIds": [],
+        }
+
     assert group["GroupName"] == "demo-swarm"
-    assert rules_of(group["IpPermissions"]) == {
-        ("tcp", 2377, 2377, sg),
-        ("tcp", 7946, 7946, sg),
-        ("udp", 7946, 7946, sg),
-        ("udp", 4789, 4789, sg),
-    }
-    # No CIDR anywhere in the ingress: nothing from outside the group, no SSH.
-    assert all(not p.get("IpRanges") and not p.get("Ipv6Ranges") for p in group["IpPermissions"])
-    assert rules_of(group["IpPermissionsEgress"]) == {("-1", -1, -1, "0.0.0.0/0")}
+    # The exact ingress: the swarm ports, from members of the group only. No CIDR, no SSH, no ESP.
+    assert sorted(group["IpPermissions"], key=lambda p: (p["IpProtocol"], p["FromPort"])) == [
+        from_itself("tcp", 2377, "swarm cluster management"),
+        from_itself("tcp", 7946, "swarm gossip"),
+        from_itself("udp", 4789, "swarm overlay data (VXLAN)"),
+        from_itself("udp", 7946, "swarm gossip"),
+    ]
+    assert group["IpPermissionsEgress"] == [
+        {
+            "IpProtocol": "-1",
+            "UserIdGroupPairs": [],
+            "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            "Ipv6Ranges": [],
+            "PrefixListIds": [],
+        }
+    ]
 
 
 def test_ensure_takes_away_ingress_added_by_hand(network: Network) -> None:
@@ -99,13 +118,17 @@ def test_ensure_takes_away_ingress_added_by_hand(network: Network) -> None:
     ec2 = aws.ec2()
     ec2.authorize_security_group_ingress(
         GroupId=ref.security_group_id,
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            {"IpProtocol": "udp", "FromPort": 4789, "ToPort": 4789, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+        ],
     )
 
     network.ensure(SPEC)
 
-    (group,) = ec2.describe_security_groups(GroupIds=[ref.security_group_id])["SecurityGroups"]
-    assert {port for _, port, _, _ in rules_of(group["IpPermissions"])} == {2377, 7946, 4789}
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [ref.security_group_id]}])
+    ingress = {rule_of(r) for r in rules["SecurityGroupRules"] if not r["IsEgress"]}
+    assert ingress == swarm_rules(ref.security_group_id)
 
 
 def test_a_changed_vpc_cidr_is_refused(network: Network) -> None:

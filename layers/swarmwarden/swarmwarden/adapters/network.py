@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.literals import ResourceTypeType
     from mypy_boto3_ec2.type_defs import (
         FilterTypeDef,
-        IpPermissionOutputTypeDef,
         IpPermissionTypeDef,
+        SecurityGroupRuleTypeDef,
         TagSpecificationTypeDef,
     )
 
@@ -71,35 +71,27 @@ def swarm_rules(group_id: str) -> set[Rule]:
     return {(protocol, port, port, group_id) for protocol, port, _ in SWARM_PORTS}
 
 
-def rules_of(permissions: Sequence[IpPermissionOutputTypeDef]) -> set[Rule]:
-    """Flattens EC2's permission shape into one rule per source, so two sets compare exactly."""
-    rules: set[Rule] = set()
-    for permission in permissions:
-        key = (permission["IpProtocol"], permission.get("FromPort", -1), permission.get("ToPort", -1))
-        rules.update((*key, pair["GroupId"]) for pair in permission.get("UserIdGroupPairs", []))
-        rules.update((*key, block["CidrIp"]) for block in permission.get("IpRanges", []))
-        rules.update((*key, block["CidrIpv6"]) for block in permission.get("Ipv6Ranges", []))
-        rules.update((*key, prefix["PrefixListId"]) for prefix in permission.get("PrefixListIds", []))
-    return rules
+def rule_of(rule: SecurityGroupRuleTypeDef) -> Rule:
+    source = (
+        rule.get("ReferencedGroupInfo", {}).get("GroupId")
+        or rule.get("CidrIpv4")
+        or rule.get("CidrIpv6")
+        or rule.get("PrefixListId", "")
+    )
+    return (rule["IpProtocol"], rule.get("FromPort", -1), rule.get("ToPort", -1), source)
 
 
 _DESCRIPTIONS = {(protocol, port): text for protocol, port, text in SWARM_PORTS}
 
 
-def _permission(rule: Rule) -> IpPermissionTypeDef:
-    """One rule back in EC2's shape, for authorize and revoke."""
-    protocol, from_port, to_port, source = rule
-    permission: IpPermissionTypeDef = {"IpProtocol": protocol, "FromPort": from_port, "ToPort": to_port}
-    if source.startswith("sg-"):
-        description = _DESCRIPTIONS.get((protocol, from_port), "")
-        permission["UserIdGroupPairs"] = [{"GroupId": source, "Description": description}]
-    elif source.startswith("pl-"):
-        permission["PrefixListIds"] = [{"PrefixListId": source}]
-    elif ":" in source:
-        permission["Ipv6Ranges"] = [{"CidrIpv6": source}]
-    else:
-        permission["IpRanges"] = [{"CidrIp": source}]
-    return permission
+def _swarm_permission(rule: Rule) -> IpPermissionTypeDef:
+    protocol, from_port, to_port, group_id = rule
+    return {
+        "IpProtocol": protocol,
+        "FromPort": from_port,
+        "ToPort": to_port,
+        "UserIdGroupPairs": [{"GroupId": group_id, "Description": _DESCRIPTIONS[protocol, from_port]}],
+    }
 
 
 @contextmanager
@@ -230,7 +222,6 @@ class Network:
         )["SecurityGroups"]
         if groups:
             group_id = groups[0]["GroupId"]
-            current = rules_of(groups[0].get("IpPermissions", []))
         else:
             group_id = self._ec2.create_security_group(
                 GroupName=name,
@@ -238,21 +229,29 @@ class Network:
                 VpcId=vpc_id,
                 TagSpecifications=[_tag_specification("security-group", cluster, name)],
             )["GroupId"]
-            current = set()
         # Converge to exactly the swarm rules: anything added by hand (say, SSH) is taken away again.
         # Egress stays at the default allow-all: hosts reach AWS endpoints and package mirrors.
+        current = self._ingress_rules(group_id)
         wanted = swarm_rules(group_id)
-        if missing := sorted(wanted - current):
+        if missing := sorted(wanted - current.keys()):
             self._ec2.authorize_security_group_ingress(
-                GroupId=group_id,
-                IpPermissions=[_permission(rule) for rule in missing],
+                GroupId=group_id, IpPermissions=[_swarm_permission(rule) for rule in missing]
             )
-        if extra := sorted(current - wanted):
-            self._ec2.revoke_security_group_ingress(
-                GroupId=group_id,
-                IpPermissions=[_permission(rule) for rule in extra],
-            )
+        if extra := [rule_id for rule, rule_id in current.items() if rule not in wanted]:
+            self._ec2.revoke_security_group_ingress(GroupId=group_id, SecurityGroupRuleIds=extra)
         return group_id
+
+    def _ingress_rules(self, group_id: str) -> dict[Rule, str]:
+        """The group's ingress rules, each with its rule id (revoking by id needs no exact rule shape)."""
+        pages = self._ec2.get_paginator("describe_security_group_rules").paginate(
+            Filters=[{"Name": "group-id", "Values": [group_id]}]
+        )
+        return {
+            rule_of(rule): rule["SecurityGroupRuleId"]
+            for page in pages
+            for rule in page["SecurityGroupRules"]
+            if not rule["IsEgress"]
+        }
 
     def delete(self, cluster: str) -> dict[str, int]:
         """Deletes the cluster's network in dependency order and counts what went, by kind. The
@@ -278,11 +277,8 @@ class Network:
         groups = self._ec2.describe_security_groups(Filters=[_ours(cluster)])["SecurityGroups"]
         for group in groups:
             # The group references itself; drop the rules first so nothing points at it.
-            if permissions := group.get("IpPermissions"):
-                self._ec2.revoke_security_group_ingress(
-                    GroupId=group["GroupId"],
-                    IpPermissions=[_permission(rule) for rule in sorted(rules_of(permissions))],
-                )
+            if rule_ids := list(self._ingress_rules(group["GroupId"]).values()):
+                self._ec2.revoke_security_group_ingress(GroupId=group["GroupId"], SecurityGroupRuleIds=rule_ids)
             self._ec2.delete_security_group(GroupId=group["GroupId"])
         return len(groups)
 
