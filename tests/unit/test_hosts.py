@@ -321,7 +321,7 @@ class TestTeardown:
             exhausted=True,
             attempt=2,
             remaining=launched.instance_ids,
-            summary=f"1 instances not terminated yet: {launched.seed.instance_id}",
+            summary=f"not terminated yet (1): {launched.seed.instance_id}",
         )
 
     def test_teardown_removes_everything_provision_created(self, world: World) -> None:

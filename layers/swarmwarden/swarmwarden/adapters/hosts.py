@@ -46,7 +46,8 @@ def client_token(cluster: str, run_id: str, slot: str) -> str:
 
 
 def user_data(cluster: str) -> str:
-    """The boot script of every host (cloud-init runs it once, as root, before the ECS agent starts)."""
+    """The boot script of every host: cloud-init runs it once, as root, on first boot; on the ECS AMI the
+    agent starts after it, so it reads the cluster name written here."""
     ecs_line = shlex.quote(f"ECS_CLUSTER={cluster}")
     return "\n".join(
         [

@@ -81,16 +81,12 @@ def rule_of(rule: SecurityGroupRuleTypeDef) -> Rule:
     return (rule["IpProtocol"], rule.get("FromPort", -1), rule.get("ToPort", -1), source)
 
 
-_DESCRIPTIONS = {(protocol, port): text for protocol, port, text in SWARM_PORTS}
-
-
-def _swarm_permission(rule: Rule) -> IpPermissionTypeDef:
-    protocol, from_port, to_port, group_id = rule
+def _from_itself(group_id: str, protocol: str, port: int, description: str) -> IpPermissionTypeDef:
     return {
         "IpProtocol": protocol,
-        "FromPort": from_port,
-        "ToPort": to_port,
-        "UserIdGroupPairs": [{"GroupId": group_id, "Description": _DESCRIPTIONS[protocol, from_port]}],
+        "FromPort": port,
+        "ToPort": port,
+        "UserIdGroupPairs": [{"GroupId": group_id, "Description": description}],
     }
 
 
@@ -233,10 +229,12 @@ class Network:
         # Egress stays at the default allow-all: hosts reach AWS endpoints and package mirrors.
         current = self._ingress_rules(group_id)
         wanted = swarm_rules(group_id)
-        if missing := sorted(wanted - current.keys()):
-            self._ec2.authorize_security_group_ingress(
-                GroupId=group_id, IpPermissions=[_swarm_permission(rule) for rule in missing]
-            )
+        if missing := [
+            _from_itself(group_id, protocol, port, description)
+            for protocol, port, description in SWARM_PORTS
+            if (protocol, port, port, group_id) not in current
+        ]:
+            self._ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=missing)
         if extra := [rule_id for rule, rule_id in current.items() if rule not in wanted]:
             self._ec2.revoke_security_group_ingress(GroupId=group_id, SecurityGroupRuleIds=extra)
         return group_id

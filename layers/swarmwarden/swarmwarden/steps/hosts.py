@@ -150,7 +150,7 @@ def check_ready(request: CheckReady, adapters: Adapters) -> Readiness:
 def check_terminated(request: CheckTerminated, hosts: Hosts) -> Termination:
     remaining = hosts.remaining(request.spec.cluster_name)
     if remaining:
-        summary = f"{len(remaining)} instances not terminated yet: {', '.join(remaining)}"
+        summary = f"not terminated yet ({len(remaining)}): {', '.join(remaining)}"
     else:
         summary = "all instances terminated"
     return Termination(
