@@ -10,15 +10,30 @@ import fnmatch
 import ipaddress
 import json
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
+from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+from swarmwarden import aws
 from swarmwarden.domain.model import MAX_WORKERS_CEILING, ClusterSpec, Poll
+from swarmwarden.errors import SwarmwardenError
 from swarmwarden.settings import Settings
 from swarmwarden.steps.custom_resource import spec_from_properties
+
+from functions.cluster_state import app as cluster_state_app
+from functions.custom_resource import app as custom_resource_app
+from functions.hosts import app as hosts_app
+from functions.network import app as network_app
+from functions.swarm import app as swarm_app
+from tests.unit.ec2_world import register_with_ecs, ssm_agents
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -135,7 +150,11 @@ def render(node: Any, params: dict[str, str] | None = None) -> Any:
                 if key == "Ref":
                     return ref(arg)
                 if key == "Fn::Sub":
-                    assert isinstance(arg, str), "only the one-argument Fn::Sub is used"
+                    if isinstance(arg, list):  # SAM's policy templates use the two-argument form
+                        text, variables = arg
+                        for name, variable in variables.items():
+                            text = text.replace("${" + name + "}", str(walk(variable)))
+                        return sub(text)
                     return sub(arg)
                 if key == "Fn::GetAtt":
                     logical = arg[0] if isinstance(arg, list) else arg.split(".")[0]
@@ -728,3 +747,233 @@ def test_outputs_tell_the_user_what_to_use_next() -> None:
     assert outputs["ManagerInstanceIds"]["Value"] == {"Fn::GetAtt": ["SwarmCluster", "ManagerInstanceIds"]}
     assert outputs["SwarmId"]["Value"] == {"Fn::GetAtt": ["SwarmCluster", "SwarmId"]}
     assert outputs["EcsClusterName"]["Value"] == {"Ref": "ClusterName"}
+
+
+# ------------------------------------------------------------------ the deployed roles vs the calls the code makes
+#
+# moto enforces no IAM, so a permission the code needs but the template lacks would only show on
+# AWS. These tests translate the template with SAM (policy templates expanded, as CloudFormation
+# receives it), run each function's handler against moto while recording every AWS call it makes,
+# and evaluate each call against that function's role: the action must be granted, and a create
+# call that IAM conditions on request tags must carry them.
+
+# What the AWS managed policies SAM attaches to function roles grant (AWS managed policy reference).
+LAMBDA_MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": [
+        {
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": "*",
+        }
+    ],
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+                "xray:GetSamplingStatisticSummaries",
+            ],
+            "Resource": "*",
+        }
+    ],
+}
+
+
+@cache
+def translated() -> dict[str, Any]:
+    """The template after the SAM transform, offline (code locations stubbed; they do not affect IAM)."""
+
+    class NoManagedPolicyLookups:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    source = json.loads(json.dumps(template()))
+    for resource in source["Resources"].values():
+        properties = resource.get("Properties", {})
+        match resource["Type"]:
+            case "AWS::Serverless::Function":
+                properties["CodeUri"] = "s3://bucket/code.zip"
+            case "AWS::Serverless::LayerVersion":
+                properties["ContentUri"] = "s3://bucket/layer.zip"
+            case "AWS::Serverless::StateMachine":
+                properties["DefinitionUri"] = {"Bucket": "bucket", "Key": "definition.json"}
+    return transform(source, {}, NoManagedPolicyLookups())  # type: ignore[no-any-return]
+
+
+def deployed_statements(function: str) -> list[dict[str, Any]]:
+    role = render(translated()["Resources"][f"{function}Role"]["Properties"])
+    statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    for managed in role.get("ManagedPolicyArns", []):
+        statements.extend(LAMBDA_MANAGED_POLICIES[managed])
+    return statements
+
+
+def test_sam_gives_every_function_its_own_role() -> None:
+    roles = {k for k, v in translated()["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
+    assert {f"{name}Role" for name in FUNCTIONS} | {f"{name}Role" for name in STATE_MACHINES} <= roles
+    for name in FUNCTIONS:
+        role = translated()["Resources"][name]["Properties"]["Role"]
+        assert role == {"Fn::GetAtt": [f"{name}Role", "Arn"]}
+
+
+def test_cluster_state_function_reaches_only_its_table() -> None:
+    statements = deployed_statements("ClusterStateFunction")
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/ClusterTable"
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:DeleteItem"):
+        assert allowed(statements, action, table)
+        assert not allowed(statements, action, f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/Other")
+    assert not allowed(statements, "dynamodb:DeleteTable", table)
+
+
+@dataclass(frozen=True)
+class Call:
+    function: str
+    action: str  # IAM's name for the API call: signing name and operation
+    params: dict[str, Any]
+
+
+@contextmanager
+def recording() -> Iterator[tuple[list[Call], Callable[[str], Any]]]:
+    """Records the AWS calls made through the library's clients while `as_function(name)` is active."""
+    calls: list[Call] = []
+    current: list[str] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if current:
+            calls.append(Call(current[-1], f"{model.service_model.signing_name}:{model.name}", params))
+
+    @contextmanager
+    def as_function(name: str) -> Iterator[None]:
+        current.append(name)
+        try:
+            yield
+        finally:
+            current.pop()
+
+    clients = [aws.ec2(), aws.ecs(), aws.ssm(), aws.dynamodb(), aws.stepfunctions()]
+    for client in clients:
+        client.meta.events.register_first("before-parameter-build", record)
+    try:
+        yield calls, as_function
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-parameter-build", record)
+
+
+@dataclass
+class Context:
+    function_name: str = "fn"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:fn"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+EVENTS = ROOT / "events" / "steps"
+
+
+def step_event(name: str, **changes: Any) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text()) | changes  # type: ignore[no-any-return]
+
+
+def _request_tags(call: Call) -> set[str]:
+    """The swarmwarden:cluster values a create call puts on what it creates."""
+    specs = call.params.get("TagSpecifications", [])
+    values = {t["Value"] for spec in specs for t in spec["Tags"] if t["Key"] == "swarmwarden:cluster"}
+    values |= {t["value"] for t in call.params.get("tags", []) if t["key"] == "swarmwarden:cluster"}
+    return values
+
+
+def _granted_somewhere(statements: list[dict[str, Any]], action: str) -> bool:
+    """Whether some Allow statement names the action (resources and conditions aside)."""
+    return any(s["Effect"] == "Allow" and _matches(s["Action"], action, case=False) for s in statements)
+
+
+def _needs_request_tag(statements: list[dict[str, Any]], action: str) -> bool:
+    """Whether every Allow statement for the action asks for the cluster's request tag."""
+    granting = [s for s in statements if s["Effect"] == "Allow" and _matches(s["Action"], action, case=False)]
+    return all("aws:RequestTag/swarmwarden:cluster" in s.get("Condition", {}).get("StringEquals", {}) for s in granting)
+
+
+@pytest.fixture
+def deployed_environment(monkeypatch: pytest.MonkeyPatch, instance_profiles: dict[str, str]) -> None:
+    """The functions' environment as the template sets it, with moto's instance profiles and a table."""
+    for name, value in _environment("CustomResourceFunction").items():
+        monkeypatch.setenv(name, value)
+    for name, value in _environment("HostsFunction").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("CLUSTER_NAME", "demo")
+    monkeypatch.setenv("TOKEN_PARAMETER_PREFIX", "/swarmwarden/demo/tokens")
+    monkeypatch.setenv("MANAGER_INSTANCE_PROFILE_ARN", instance_profiles["manager"])
+    monkeypatch.setenv("WORKER_INSTANCE_PROFILE_ARN", instance_profiles["worker"])
+    boto3.client("dynamodb").create_table(
+        TableName="ClusterTable",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for app in (swarm_app, custom_resource_app):
+        app.adapters.cache_clear()  # built from an earlier test's clients otherwise
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_roles_grant_every_call_the_functions_make(deployed_environment: None, ecs_ami: str) -> None:
+    context = Context()
+    spec = step_event("network-ensure_network")["spec"] | {"cluster_name": "demo", "ami_id": ecs_ami}
+    with recording() as (calls, as_function):
+        with as_function("NetworkFunction"):
+            network = network_app.lambda_handler(step_event("network-ensure_network", spec=spec), context)
+            network_app.lambda_handler(step_event("network-ensure_network", spec=spec), context)
+            network_app.lambda_handler(step_event("network-ensure_ecs_cluster", spec=spec), context)
+        with as_function("HostsFunction"):
+            launch = step_event("hosts-launch", spec=spec, network=network, run_id="provision-demo-1")
+            hosts = hosts_app.lambda_handler(launch, context)
+        ids = hosts["instance_ids"]
+        register_with_ecs(ids)
+        with as_function("HostsFunction"), ssm_agents(ids, online=ids):
+            hosts_app.lambda_handler(step_event("hosts-check_ready", spec=spec, instance_ids=ids), context)
+        with as_function("SwarmFunction"), pytest.raises(SwarmwardenError):
+            # moto runs no script, so the init "fails"; the calls made on the way are what counts.
+            swarm_app.lambda_handler({"action": "init", "spec": spec, "seed": hosts["seed"]}, context)
+        with as_function("SwarmFunction"):
+            swarm_app.lambda_handler({"action": "delete_tokens", "spec": spec}, context)
+        with as_function("ClusterStateFunction"):
+            cluster_state_app.lambda_handler({"action": "tearing_down", "spec": spec}, context)
+            cluster_state_app.lambda_handler({"action": "torn_down", "spec": spec}, context)
+        with as_function("CustomResourceFunction"):
+            custom_resource_app.stored_data("demo")
+            adapters = custom_resource_app.adapters()
+            with pytest.raises(ClientError, match=r"StateMachineDoesNotExist"):
+                adapters.workflows.start(adapters.provision_arn, "create-1", {})
+        with as_function("HostsFunction"):
+            hosts_app.lambda_handler(step_event("hosts-terminate_run", spec=spec, run_id="provision-demo-1"), context)
+            hosts_app.lambda_handler(step_event("hosts-terminate_cluster", spec=spec), context)
+            hosts_app.lambda_handler(step_event("hosts-check_terminated", spec=spec), context)
+        with as_function("NetworkFunction"):
+            network_app.lambda_handler(step_event("network-delete_network", spec=spec), context)
+            network_app.lambda_handler(step_event("network-delete_ecs_cluster", spec=spec), context)
+
+    assert {call.function for call in calls} == set(FUNCTIONS)
+    missing = sorted(
+        {(c.function, c.action) for c in calls if not _granted_somewhere(deployed_statements(c.function), c.action)}
+    )
+    assert not missing, f"calls the deployed roles would refuse: {missing}"
+    untagged = sorted(
+        {
+            (c.function, c.action)
+            for c in calls
+            if _needs_request_tag(deployed_statements(c.function), c.action) and "demo" not in _request_tags(c)
+        }
+    )
+    assert not untagged, f"create calls without the cluster tag that IAM requires: {untagged}"
+    # The instances and their volumes carry the tag (RunTaggedInstances conditions both).
+    (run,) = {c.action for c in calls if c.action == "ec2:RunInstances"}
+    for call in (c for c in calls if c.action == run):
+        tagged = {spec["ResourceType"] for spec in call.params["TagSpecifications"]}
+        assert {"instance", "volume"} <= tagged
