@@ -85,7 +85,8 @@ class LambdaError:
 
 
 # What a stub answers: a result (any JSON value), a LambdaError, or a callable of the payload that
-# returns either (a callable may also raise LambdaError-carrying logic of its own).
+# returns either. A callable that raises answers a function error whose errorType is the exception's
+# class name, as Lambda's Python runtime does: so a real handler can stand in for a stub.
 Outcome = LambdaError | Callable[[dict[str, Any]], Any] | Any
 
 
@@ -143,7 +144,10 @@ class LambdaStubs:
         with self._lock:
             outcome = self._next_outcome(function, action)
         if callable(outcome) and not isinstance(outcome, LambdaError):
-            outcome = outcome(payload)
+            try:
+                outcome = outcome(payload)
+            except Exception as error:  # what Lambda's Python runtime reports for an unhandled exception
+                outcome = LambdaError(type(error).__name__, str(error))
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
         if isinstance(outcome, LambdaError):
             call = Call(function, action, payload, error=outcome)

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from swarmwarden.errors import ScriptFailed
 
 from tests.statemachines.aslrunner import AslRunner, Execution, LambdaError, LambdaStubs
 from tests.statemachines.samples import (
@@ -52,6 +53,17 @@ def scheduled_in_state(execution: Execution, state: str) -> int:
     return count
 
 
+def map_iteration_events(execution: Execution, map_state: str) -> list[str]:
+    """The MapIteration* event types of one Map state, in order."""
+    found = []
+    for event in execution.history:
+        if event["type"].startswith("MapIteration"):
+            details = next(v for k, v in event.items() if k.endswith("EventDetails"))
+            if details["name"] == map_state:
+                found.append(event["type"])
+    return found
+
+
 def assert_status(execution: Execution, status: str) -> None:
     assert execution.status == status, execution.describe()
 
@@ -91,6 +103,8 @@ def test_happy_path_without_cfn(runner: AslRunner, stubs: LambdaStubs, provision
     assert len(joined_ids) == len(set(joined_ids))
     assert joined_ids[:2] == [h["instance_id"] for h in launch["managers"]]
     assert launch["seed"]["instance_id"] not in joined_ids
+    # Managers one at a time: each iteration ends before the next starts.
+    assert map_iteration_events(execution, "JoinManagers") == ["MapIterationStarted", "MapIterationSucceeded"] * 2
     # A join gets only what it needs of the swarm.
     assert all(c.payload["swarm"] == {"swarm_id": "swarm0123456789", "manager_addr": "10.42.0.10:2377"} for c in joins)
     assert all(c.payload["spec"]["cluster_name"] == "demo" for c in joins)
@@ -164,7 +178,15 @@ def test_transient_failure_is_retried(runner: AslRunner, stubs: LambdaStubs, pro
 def test_join_script_failure_is_retried(runner: AslRunner, stubs: LambdaStubs, provision_arn: str) -> None:
     launch = launch_result(managers=1, workers=1)
     stub_provision_happy(stubs, launch)
-    stubs.on("swarm", "join", LambdaError("ScriptFailed", "join timed out"), joined)
+    failures = iter([ScriptFailed("join timed out")])
+
+    def join_fails_once(payload: dict[str, Any]) -> dict[str, Any]:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return joined(payload)
+
+    stubs.on("swarm", "join", join_fails_once)
 
     execution = runner.run(provision_arn, workflow_input("provision", managers=1, workers=1))
 
