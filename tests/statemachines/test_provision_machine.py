@@ -320,3 +320,28 @@ def test_wait_loop_times_out_with_clear_cause(runner: AslRunner, stubs: LambdaSt
     (report,) = stubs.calls_to("custom_resource", "report")
     assert report.payload["reason"] == f"HostsNotReady: {summary}"
     assert not stubs.calls_to("swarm")
+
+
+@pytest.mark.slow
+def test_largest_cluster_stays_within_step_functions_limits(
+    runner: AslRunner, stubs: LambdaStubs, provision_arn: str
+) -> None:
+    """7 managers and 100 workers: every state's data stays far below 256 KB, the history below 25,000 events."""
+    launch = launch_result(managers=7, workers=100)
+    stub_provision_happy(stubs, launch, ready_rounds=3)
+    execution_input = workflow_input("provision", cfn=True, managers=7, workers=100, max_workers=100)
+    execution_input["poll"]["max_attempts"] = 5
+
+    execution = runner.run(provision_arn, execution_input, timeout=120)
+
+    assert_status(execution, "SUCCEEDED")
+    assert len(stubs.calls_to("swarm", "join")) == 106
+    sizes = [
+        len(details.get("input", details.get("output", "")).encode())
+        for event in execution.history
+        for key, details in event.items()
+        if key.endswith("EventDetails") and isinstance(details, dict)
+    ]
+    print(f"largest state data {max(sizes)} bytes, {len(execution.history)} history events")
+    assert max(sizes) < 128 * 1024, f"largest state data: {max(sizes)} bytes"
+    assert len(execution.history) < 25_000
