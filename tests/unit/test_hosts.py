@@ -176,6 +176,15 @@ def test_launching_twice_in_the_same_run_launches_nothing_new(world: World) -> N
     assert sorted(second.launched_instance_ids) == sorted(second.instance_ids)
 
 
+def test_a_large_cluster_gets_exactly_one_instance_per_slot(world: World) -> None:
+    result = world.launch("run-a", workers=24, max_workers=24)
+
+    slots = [tags_of(i)["swarmwarden:slot"] for i in world.instances()]
+    assert sorted(slots) == sorted([f"manager-{i}" for i in range(3)] + [f"worker-{i}" for i in range(24)])
+    assert [w.slot for w in result.workers] == [f"worker-{i}" for i in range(24)]
+    assert len(set(result.instance_ids)) == 27
+
+
 def test_a_later_run_launches_only_the_missing_slots_and_compensation_takes_only_those(world: World) -> None:
     first = world.launch("run-a", workers=1)
     second = world.launch("run-b", workers=2)

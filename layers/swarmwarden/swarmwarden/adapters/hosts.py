@@ -11,6 +11,7 @@ import base64
 import hashlib
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import batched
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ HOLDING_SLOT = ["pending", "running"]
 # DescribeInstanceInformation accepts at most 50 instance ids per filter; EC2 filters take 200 values.
 SSM_BATCH = 50
 EC2_FILTER_BATCH = 200
+# Concurrent RunInstances calls: well under EC2's request-rate limits, fast enough for 100+ hosts.
+LAUNCH_CONCURRENCY = 10
 
 
 def launch_template_name(cluster: str, role: Role) -> str:
@@ -183,17 +186,19 @@ class Hosts:
             role: self.ensure_launch_template(spec, role, network.security_group_id)
             for role in sorted({p.role for p in placements})
         }
-        existing: dict[str, InstanceTypeDef] = {}
+        # Slot -> (instance, the run that launched it). The first live instance found holds the slot.
+        held: dict[str, tuple[InstanceTypeDef, str]] = {}
         for instance in self._describe([tags.tag_filter(tags.CLUSTER, cluster), _states(HOLDING_SLOT)]):
-            existing.setdefault(_tag_map(instance).get(tags.SLOT, ""), instance)
-        hosts = []
-        for placement in placements:
-            if found := existing.get(placement.slot):
-                hosts.append(LaunchedHost(_host(found, placement), _tag_map(found).get(tags.RUN, "")))
-            else:
-                new = self._run(cluster, placement, run_id, templates[placement.role], subnets[placement.az])
-                hosts.append(LaunchedHost(_host(new, placement), run_id))
-        return hosts
+            found = _tag_map(instance)
+            held.setdefault(found.get(tags.SLOT, ""), (instance, found.get(tags.RUN, "")))
+        missing = [p for p in placements if p.slot not in held]
+        # One RunInstances per slot (each has its own tags and token); in parallel, because a call can
+        # take seconds and a large cluster must launch well within the function's timeout. If one
+        # fails, the others' instances carry the run tag: a retry adopts them, compensation ends them.
+        with ThreadPoolExecutor(max_workers=LAUNCH_CONCURRENCY) as pool:
+            launched = pool.map(lambda p: self._run(cluster, p, run_id, templates[p.role], subnets[p.az]), missing)
+            held.update({p.slot: (instance, run_id) for p, instance in zip(missing, launched, strict=True)})
+        return [LaunchedHost(_host(held[p.slot][0], p), held[p.slot][1]) for p in placements]
 
     def _run(
         self, cluster: str, placement: Placement, run_id: str, template: LaunchTemplate, subnet_id: str
