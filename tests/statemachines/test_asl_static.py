@@ -199,7 +199,7 @@ def test_workflow_input_samples_match_the_contract(sample: str) -> None:
 
 def test_cfn_lint_accepts_the_definitions() -> None:
     """cfn-lint's StateMachine schema (E3601 and friends), on the files inlined as `Definition`."""
-    from cfnlint.api import lint_all  # type: ignore[import-untyped]
+    from cfnlint.api import lint_all
 
     template: dict[str, Any] = {"AWSTemplateFormatVersion": "2010-09-09", "Resources": {}}
     for name in MACHINES:

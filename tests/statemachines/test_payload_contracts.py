@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pydantic import BaseModel, TypeAdapter
 from swarmwarden.domain.model import LaunchResult, NetworkRef, Readiness
 from swarmwarden.steps import cluster_state, custom_resource, hosts, network, swarm
@@ -52,6 +53,7 @@ def check_calls(calls: list[Call]) -> set[tuple[str, str]]:
     return {(c.function, c.action) for c in calls}
 
 
+@pytest.mark.slow
 def test_provision_requests_and_stub_results_match_the_contracts(
     runner: AslRunner, stubs: LambdaStubs, provision_arn: str
 ) -> None:

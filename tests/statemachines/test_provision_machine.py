@@ -337,7 +337,7 @@ def test_largest_cluster_stays_within_step_functions_limits(
     assert_status(execution, "SUCCEEDED")
     assert len(stubs.calls_to("swarm", "join")) == 106
     sizes = [
-        len(details.get("input", details.get("output", "")).encode())
+        len(str(details.get("input") or details.get("output") or "").encode())
         for event in execution.history
         for key, details in event.items()
         if key.endswith("EventDetails") and isinstance(details, dict)
