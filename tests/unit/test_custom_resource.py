@@ -181,3 +181,17 @@ def test_a_failure_report_carries_the_reason(adapters, catcher) -> None:
     assert catcher.bodies[0]["Status"] == "FAILED"
     assert catcher.bodies[0]["Reason"] == "HostsNotReady: i-1: state pending"
     assert catcher.bodies[0]["Data"] == {}
+
+
+def test_a_lambda_error_cause_is_reported_as_its_message_not_its_stack_trace(adapters, catcher) -> None:
+    cfn = json.loads((EVENTS / "provision-input-cfn.json").read_text())["cfn"] | {"response_url": catcher.url}
+    cause = json.dumps(
+        {
+            "errorMessage": "init on i-1 failed: port 2377 in use",
+            "errorType": "ScriptFailed",
+            "stackTrace": ["  File x"],
+        }
+    )
+    report = {"action": "report", "status": "FAILED", "cfn": cfn, "reason": f"ScriptFailed: {cause}"}
+    custom_resource.handle(report, adapters)
+    assert catcher.bodies[0]["Reason"] == "ScriptFailed: init on i-1 failed: port 2377 in use"

@@ -7,6 +7,7 @@ returns when the swarm is up. Any failure to start is answered at once, never le
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -173,10 +174,21 @@ def handle_request(request: CloudFormationRequest, adapters: Adapters) -> str:
     return "failed"
 
 
+def readable_reason(reason: str) -> str:
+    """`Error: {"errorMessage", "errorType", "stackTrace"}` (a Lambda error's cause) as `Error: message`."""
+    error, separator, cause = reason.partition(": ")
+    try:
+        details = json.loads(cause)
+    except ValueError:
+        return reason
+    if isinstance(details, dict) and "errorMessage" in details:
+        return f"{error}{separator}{details['errorMessage']}"
+    return reason
+
+
 def handle_report(report: Report, adapters: Adapters) -> str:
-    adapters.respond(
-        report.cfn.response_url, answer(report.cfn, report.status, report.reason, report_data(report.data))
-    )
+    reason = readable_reason(report.reason)
+    adapters.respond(report.cfn.response_url, answer(report.cfn, report.status, reason, report_data(report.data)))
     return f"reported {report.status}"
 
 
