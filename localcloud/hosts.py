@@ -16,6 +16,7 @@ and veths `<prefix>-<host>`, the state under `<state_root>/<prefix>`.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -26,7 +27,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -461,6 +462,23 @@ class Host:
         if check and proc.returncode != 0:
             raise HostError(f"docker {shlex.join(args)} on {self.name} failed: {proc.stderr.strip()}")
         return proc
+
+
+@contextlib.contextmanager
+def prefix_lock(prefix: str, state_root: Path = STATE_ROOT, timeout: float = 900) -> Iterator[None]:
+    """Hold the prefix exclusively, so two runs on one machine queue instead of cleaning each other up."""
+    state_root.mkdir(parents=True, exist_ok=True)
+    with (state_root / f"{prefix}.lock").open("w") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise HostError(f"prefix {prefix} still in use by another process after {timeout}s") from None
+                time.sleep(1)
+        yield
 
 
 def leftovers(prefix: str, state_root: Path = STATE_ROOT) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from swarmwarden.commands import TOKEN_MARKER
 
-from localcloud.hosts import HostNetwork, cleanup_all
+from localcloud.hosts import HostNetwork, cleanup_all, prefix_lock
 from localcloud.image import build_rootfs
 from localcloud.runscript import AwsEndpoint
 from tests.hosts.swarm import REGION, Cloud, Swarm, form
@@ -43,6 +43,11 @@ def _free_port(ip: str) -> int:
 
 @pytest.fixture(scope="session")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    with prefix_lock(PREFIX):
+        yield from _cloud(tmp_path_factory)
+
+
+def _cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     cleanup_all(PREFIX)
     network = HostNetwork(PREFIX, CIDR)
     network.ensure()

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from localcloud.hosts import cleanup_all, leftovers
+from localcloud.hosts import cleanup_all, leftovers, prefix_lock
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +36,11 @@ CRASHING_SESSION = textwrap.dedent(
 
 
 def test_cleanup_all_removes_what_a_crashed_session_left() -> None:
+    with prefix_lock(PREFIX):
+        _crash_then_clean_up()
+
+
+def _crash_then_clean_up() -> None:
     cleanup_all(PREFIX)
     crashed = subprocess.run(
         [sys.executable, "-c", CRASHING_SESSION], capture_output=True, text=True, timeout=120, check=False

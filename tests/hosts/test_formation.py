@@ -100,7 +100,8 @@ def test_a_second_run_changes_nothing(swarm: Swarm, case: str) -> None:
     second = swarm.ok(host, script, **params)
     assert _snapshot(swarm) == before
     # init and join report whether this run did the work; everything else must answer the same.
-    assert second == {**first, **{k: False for k in ("created", "joined") if k in first}}
+    did_work: dict[str, Any] = {k: False for k in ("created", "joined") if k in first}
+    assert second == first | did_work
 
 
 def test_rotate_tokens_again_keeps_parameters_equal_to_the_live_tokens(swarm: Swarm) -> None:
