@@ -5,7 +5,7 @@
 # Idempotent. An already drained node is left untouched.
 # Never prints a join token.
 set -eu
-SCRIPT=drain
+SCRIPT="drain"
 umask 077
 step="starting"
 finished=0

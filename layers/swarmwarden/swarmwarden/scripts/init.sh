@@ -5,7 +5,7 @@
 # Idempotent. Already a manager: only makes sure the parameters hold the current tokens.
 # Never prints a join token.
 set -eu
-SCRIPT=init
+SCRIPT="init"
 umask 077
 step="starting"
 finished=0
@@ -45,6 +45,9 @@ require() {
 		[ -n "$value" ] || fail "parameter $name is required"
 	done
 }
+
+# AWS CLI v2 pipes output through a pager unless told not to; hosts may have none.
+export AWS_PAGER=""
 
 check_token_prefix() {
 	case "$SW_TOKEN_PREFIX" in

@@ -5,7 +5,7 @@
 # Idempotent. Not in a swarm: {"left": false}.
 # Never prints a join token.
 set -eu
-SCRIPT=leave
+SCRIPT="leave"
 umask 077
 step="starting"
 finished=0

@@ -5,7 +5,7 @@
 # Idempotent. Balanced services, and services being updated, are not touched; nothing is updated while a drained node still runs tasks.
 # Never prints a join token.
 set -eu
-SCRIPT=rebalance
+SCRIPT="rebalance"
 umask 077
 step="starting"
 finished=0
@@ -65,11 +65,12 @@ awk '$2 == "Ready" && $3 == "Active" { print $1 }' "$work/nodes" >"$work/eligibl
 
 # While a drained node still runs tasks, a forced update would race the drain: leave everything.
 draining=false
-for node in $(awk '$3 == "Drain" { print $1 }' "$work/nodes"); do
+awk '$3 == "Drain" { print $1 }' "$work/nodes" >"$work/drained"
+while read -r node; do
 	if docker node ps --format '{{.CurrentState}}' "$node" | grep -q '^Running'; then
 		draining=true
 	fi
-done
+done <"$work/drained"
 
 # Skewed: running tasks per eligible (Ready + Active) node differ by more than one.
 skewed() {

@@ -5,7 +5,7 @@
 # Idempotent. A node that is already gone: {"removed": false, "node"}.
 # Never prints a join token.
 set -eu
-SCRIPT=remove-dead-node
+SCRIPT="remove-dead-node"
 umask 077
 step="starting"
 finished=0

@@ -5,7 +5,7 @@
 # Idempotent. A rerun rotates again and leaves the parameters equal to the live tokens.
 # Never prints a join token.
 set -eu
-SCRIPT=rotate-tokens
+SCRIPT="rotate-tokens"
 umask 077
 step="starting"
 finished=0
@@ -51,6 +51,9 @@ require_manager() {
 	control=$(docker info --format '{{.Swarm.ControlAvailable}}' 2>"$work/err") || fail "docker is not answering: $(cat "$work/err")"
 	[ "$control" = true ] || fail "this host is not a swarm manager"
 }
+
+# AWS CLI v2 pipes output through a pager unless told not to; hosts may have none.
+export AWS_PAGER=""
 
 check_token_prefix() {
 	case "$SW_TOKEN_PREFIX" in

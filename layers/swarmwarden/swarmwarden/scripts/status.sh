@@ -5,7 +5,7 @@
 # Idempotent. Read-only.
 # Never prints a join token.
 set -eu
-SCRIPT=status
+SCRIPT="status"
 umask 077
 step="starting"
 finished=0

@@ -1,0 +1,80 @@
+"""The AWS-RunShellScript emulation itself, and static checks on the scripts it runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import swarmwarden
+
+from localcloud.hosts import Host
+from localcloud.runscript import STDERR_LIMIT, STDOUT_LIMIT, TIMED_OUT, ScriptResult, run_script
+from tests.hosts.swarm import Cloud
+
+pytestmark = pytest.mark.slow
+
+SCRIPTS = sorted((Path(swarmwarden.__file__).parent / "scripts").glob("*.sh"))
+
+
+@pytest.fixture(scope="module")
+def host(cloud: Cloud) -> Iterator[Host]:
+    host = cloud.new_host()
+    yield host
+    cloud.destroy(host)
+
+
+def test_runs_inside_the_host_with_its_docker_and_aws_endpoint(cloud: Cloud, host: Host) -> None:
+    command = 'hostname; ip -o -4 addr show eth0 | wc -l; echo "$DOCKER_HOST $AWS_ENDPOINT_URL"; echo \'{"a": 1}\''
+    result = run_script(host, command, cloud.aws)
+    assert result.ok
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [host.hostname, "1", f"{host.docker_host} {cloud.aws.url}"]
+    assert result.output == {"a": 1}
+
+
+def test_output_is_cut_to_the_ssm_limits_and_the_exit_code_kept(cloud: Cloud, host: Host) -> None:
+    command = "head -c 30000 /dev/zero | tr '\\0' o; head -c 9000 /dev/zero | tr '\\0' e >&2; exit 3"
+    result = run_script(host, command, cloud.aws)
+    assert (result.exit_code, len(result.stdout), len(result.stderr)) == (3, STDOUT_LIMIT, STDERR_LIMIT)
+    assert result.output is None
+
+
+def test_a_command_that_overruns_is_killed(cloud: Cloud, host: Host) -> None:
+    result = run_script(host, "echo started; sleep 30", cloud.aws, timeout=1)
+    assert result.timed_out
+    assert result.exit_code == TIMED_OUT
+    assert result.stdout == "started\n"
+    assert result.duration < 10
+
+
+def test_a_killed_host_kills_its_running_command(cloud: Cloud) -> None:
+    victim = cloud.new_host()
+    results: list[ScriptResult] = []
+    runner = threading.Thread(target=lambda: results.append(run_script(victim, "sleep 60", cloud.aws)))
+    runner.start()
+    time.sleep(1)  # the command is in the host's cgroup by now
+    victim.kill()
+    runner.join(timeout=15)
+    assert not runner.is_alive(), "the command outlived its host"
+    assert results[0].exit_code == -9
+    cloud.destroy(victim)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_script_follows_the_contract(script: Path) -> None:
+    text = script.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert "\nset -eu\n" in text
+    assert "set -x" not in text
+    assert "trap on_exit EXIT" in text
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_scripts_pass_shellcheck() -> None:
+    result = subprocess.run(["shellcheck", "-s", "sh", *map(str, SCRIPTS)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout
