@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
@@ -34,6 +35,8 @@ from typing import Any
 
 STATE_ROOT = Path("/var/lib/swarmwarden-local")
 NETNS_DIR = Path("/run/netns")
+# containerd 1.6 puts every shim's socket here, whatever its state dir: killed shims leave them behind.
+SHIM_SOCKET_DIR = Path("/run/containerd/s")
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,5}$")
 _HOST_NAME = re.compile(r"^[a-z0-9]{1,7}$")
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$")
@@ -80,6 +83,20 @@ def _unmount_all(path: Path, keep: Path | None = None) -> None:
     left = [p for p in _mounts_under(path) if p != keep]
     if left:
         raise HostError(f"could not unmount {[str(p) for p in left]}")
+
+
+def _shim_sockets(host_dir: Path) -> list[Path]:
+    """The shim sockets of this host's containers that still exist (named sha256(address/ns/id))."""
+    address = host_dir / "exec" / "containerd" / "containerd.sock"
+    ids = {p.name for p in (host_dir / "data" / "containers").glob("*")}
+    ids |= {p.name for p in (host_dir / "exec" / "containerd" / "daemon").glob("io.containerd.runtime.*/moby/*")}
+    names = (hashlib.sha256(f"{address}/moby/{cid}".encode()).hexdigest() for cid in ids)
+    return [SHIM_SOCKET_DIR / name for name in names if (SHIM_SOCKET_DIR / name).exists()]
+
+
+def _remove_shim_sockets(host_dir: Path) -> None:
+    for path in _shim_sockets(host_dir):
+        path.unlink(missing_ok=True)
 
 
 def _cgroup_mounts() -> list[tuple[Path, str, str]]:
@@ -352,6 +369,7 @@ class Host:
     def _forget_runtime_state(self) -> None:
         """What a reboot would clear after a kill: mounts and the exec-root (stale pidfiles, sockets)."""
         _unmount_all(self.dir, keep=self.uts_path)
+        _remove_shim_sockets(self.dir)
         shutil.rmtree(self.dir / "exec", ignore_errors=True)
 
     def _ensure_netns(self) -> None:
@@ -439,6 +457,7 @@ class Host:
             self.kill()
         _kill_pids(lambda: _pids_mentioning(str(self.dir)), f"host {self.name}")
         _unmount_all(self.dir)
+        _remove_shim_sockets(self.dir)
         if self.veth in _links():
             _run("ip", "link", "del", self.veth)
         if self.netns in _namespaces():
@@ -491,6 +510,7 @@ def leftovers(prefix: str, state_root: Path = STATE_ROOT) -> list[str]:
     found += [f"mount {p}" for p in _mounts_under(state_dir)]
     found += [f"cgroup {p / cgroup}" for p, _fstype, _options in _cgroup_mounts() if (p / cgroup).exists()]
     found += [f"iptables {rule}" for rule in _forward_rules(cgroup)]
+    found += [f"socket {p}" for host_dir in (state_dir / "hosts").glob("*") for p in _shim_sockets(host_dir)]
     if state_dir.exists():
         found.append(f"state {state_dir}")
     return found
@@ -504,6 +524,8 @@ def cleanup_all(prefix: str, state_root: Path = STATE_ROOT) -> None:
     tree = _tracking_root() / cgroup
     _kill_pids(lambda: _cgroup_pids(tree) | _pids_mentioning(str(state_dir)), f"prefix {prefix}")
     _unmount_all(state_dir)
+    for host_dir in (state_dir / "hosts").glob("*"):
+        _remove_shim_sockets(host_dir)
     for name in _links():
         if name.startswith(f"{prefix}-") or name == bridge_name(prefix):
             _run("ip", "link", "del", name, check=False)

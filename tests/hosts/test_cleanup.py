@@ -49,7 +49,7 @@ def _crash_then_clean_up() -> None:
     assert crashed.stdout.strip() == "ready"
     left = leftovers(PREFIX)
     kinds = {item.split()[0] for item in left}
-    assert {"netns", "link", "process", "mount", "cgroup", "state"} <= kinds, left
+    assert {"netns", "link", "process", "mount", "cgroup", "socket", "state"} <= kinds, left
 
     cleanup_all(PREFIX)
     assert leftovers(PREFIX) == []
