@@ -443,6 +443,9 @@ def map_response(result: Any, error_type: str | None) -> tuple[int, list[tuple[s
     # API Gateway ignores multiValueHeaders in format 2.0; cookies become Set-Cookie headers.
     pairs = [(str(name), str(value)) for name, value in (headers or {}).items()]
     pairs += [("Set-Cookie", str(cookie)) for cookie in cookies or []]
+    if any(c in text for pair in pairs for text in pair for c in "\r\n"):
+        log.warning("response header with a line break: %.200r", pairs)
+        raise HttpError(500, "Internal Server Error")
     if not any(name.lower() == "content-type" for name, _ in pairs):
         pairs.append(("Content-Type", "text/plain; charset=utf-8"))
     try:
@@ -457,6 +460,8 @@ def map_response(result: Any, error_type: str | None) -> tuple[int, list[tuple[s
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A client that stops sending mid-request releases its thread after this many seconds.
+    timeout = 60
 
     def _serve(self) -> None:
         api: HttpApiServer = self.server.api  # type: ignore[attr-defined]
@@ -516,6 +521,8 @@ class _Handler(BaseHTTPRequestHandler):
                 chunks.append(self.rfile.read(length))
                 self.rfile.readline(8)
         length = int(self.headers.get("Content-Length") or 0)
+        if length < 0:
+            raise ValueError("negative Content-Length")
         if length > MAX_BODY_BYTES:
             self.close_connection = True
             raise HttpError(413, "Request Entity Too Large")

@@ -588,6 +588,7 @@ def test_cookies_become_set_cookie_headers(api: HttpApiServer, function: FakeFun
         {"statusCode": 200, "body": {"not": "a string"}},
         {"statusCode": 200, "headers": ["X-A", "b"]},
         {"statusCode": 200, "body": "***", "isBase64Encoded": True},
+        {"statusCode": 200, "headers": {"X-A": "b\r\nSet-Cookie: injected=1"}},
     ],
 )
 def test_a_malformed_response_is_a_500(api: HttpApiServer, function: FakeFunction, result: Any) -> None:
@@ -623,6 +624,13 @@ def test_every_exchange_is_recorded(api: HttpApiServer, function: FakeFunction) 
         (None, 404),
         ("GET /cluster", 403),
     ]
+
+
+def test_a_negative_content_length_is_a_400(api: HttpApiServer, function: FakeFunction) -> None:
+    reply = call(api.url, "POST", "/services", headers={"Content-Length": "-5"}, sign=False)
+    assert reply.status == 400
+    assert reply.json() == {"message": "Bad Request"}
+    assert function.events == []
 
 
 def test_an_oversized_body_is_refused_unread(api: HttpApiServer, function: FakeFunction) -> None:
