@@ -26,6 +26,8 @@ from localcloud.template import Rule
 log = logging.getLogger(__name__)
 
 EC2_STATES = ("pending", "running", "stopping", "stopped", "shutting-down", "terminated")
+# Numeric filters take bounds within this range (Event Ruler's limit).
+NUMERIC_LIMIT = 5.0e9
 _FILTERS = frozenset(
     {"prefix", "suffix", "anything-but", "exists", "numeric", "equals-ignore-case", "wildcard", "cidr"}
 )
@@ -96,8 +98,10 @@ def _valid_argument(name: str, argument: Any) -> bool:
             and list(argument) == ["equals-ignore-case"]
             and isinstance(argument["equals-ignore-case"], str)
         )
-    if name in {"equals-ignore-case", "wildcard"}:
+    if name == "equals-ignore-case":
         return isinstance(argument, str)
+    if name == "wildcard":
+        return _valid_wildcard(argument)
     if name == "exists":
         return isinstance(argument, bool)
     if name == "cidr":
@@ -111,22 +115,30 @@ def _valid_argument(name: str, argument: Any) -> bool:
             isinstance(argument, list)
             and len(argument) in {2, 4}
             and all(op in _NUMERIC_OPERATORS for op in argument[0::2])
-            and all(_is_number(bound) for bound in argument[1::2])
+            and all(_is_number(bound) and -NUMERIC_LIMIT <= bound <= NUMERIC_LIMIT for bound in argument[1::2])
         )
-    # anything-but: a value, a list of values, or one nested string filter.
+    # anything-but: a value, a list of all strings or all numbers, or one nested string filter.
     if isinstance(argument, str) or _is_number(argument):
         return True
     if isinstance(argument, list):
-        return bool(argument) and all(isinstance(v, str) or _is_number(v) for v in argument)
+        return bool(argument) and (all(isinstance(v, str) for v in argument) or all(_is_number(v) for v in argument))
     if isinstance(argument, Mapping) and len(argument) == 1:
         ((inner, value),) = argument.items()
+        values = value if isinstance(value, list) and value else [value]
         if inner in {"prefix", "suffix"}:
             return isinstance(value, str)
-        if inner in {"equals-ignore-case", "wildcard"}:
-            return isinstance(value, str) or (
-                isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
-            )
+        if inner == "equals-ignore-case":
+            return all(isinstance(v, str) for v in values)
+        if inner == "wildcard":
+            return all(_valid_wildcard(v) for v in values)
     return False
+
+
+def _valid_wildcard(argument: Any) -> bool:
+    # A backslash may escape only `*` or another backslash, and unescaped stars may not be adjacent.
+    if not isinstance(argument, str) or re.fullmatch(r"(?:[^\\]|\\[*\\])*", argument) is None:
+        return False
+    return "**" not in re.sub(r"\\[*\\]", "_", argument)
 
 
 def _match_object(pattern: Mapping[str, Any], value: Any) -> bool:
@@ -135,25 +147,26 @@ def _match_object(pattern: Mapping[str, Any], value: Any) -> bool:
             if not any(_match_object(option, value) for option in expected):
                 return False
             continue
-        present = isinstance(value, Mapping) and key in value
-        actual = value[key] if present else None
+        # Arrays, nested or not, are crushed out: a field matches if any element does.
+        values = _flatten(value[key]) if isinstance(value, Mapping) and key in value else []
         if isinstance(expected, Mapping):
-            # Fields inside an array of objects match per element, as EventBridge flattens them.
-            if isinstance(actual, list):
-                candidates = [a for a in actual if isinstance(a, Mapping)]
-            else:
-                candidates = [actual] if isinstance(actual, Mapping) else []
+            # Fields of one object match together, so both must come from the same array element.
+            candidates = [v for v in values if isinstance(v, Mapping)]
             if not any(_match_object(expected, c) for c in candidates or [{}]):
                 return False
-        elif not _match_leaf(expected, present, actual):
+        elif not _match_leaf(expected, [v for v in values if not isinstance(v, Mapping)]):
             return False
     return True
 
 
-def _match_leaf(allowed: list[Any], present: bool, actual: Any) -> bool:
+def _flatten(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        return [value]
+    return [leaf for item in value for leaf in _flatten(item)]
+
+
+def _match_leaf(allowed: list[Any], leaves: list[Any]) -> bool:
     # Only leaves count: an object (or an empty array) under the key is, for EventBridge, no value.
-    values = actual if isinstance(actual, list) else [actual]
-    leaves = [v for v in values if not isinstance(v, Mapping)] if present else []
     for rule in allowed:
         if isinstance(rule, Mapping) and "exists" in rule:
             if rule["exists"] == bool(leaves):

@@ -160,6 +160,21 @@ def test_arrays_of_objects_match_element_by_element() -> None:
     assert not matches({"detail": {"items": {"kind": ["a"], "size": [2]}}}, event)
 
 
+def test_nested_arrays_are_crushed_out() -> None:
+    event = {"detail": {"matrix": [["a", "b"], ["c"]], "groups": [[{"name": "x"}], [{"name": "y"}]]}}
+    assert matches({"detail": {"matrix": ["c"]}}, event)
+    assert matches({"detail": {"groups": {"name": ["y"]}}}, event)
+    assert not matches({"detail": {"groups": {"name": ["z"]}}}, event)
+    assert matches({"detail": {"empty": [{"exists": False}]}}, {"detail": {"empty": []}})
+
+
+def test_wildcard_escapes_and_adjacent_stars() -> None:
+    assert matches({"f": [{"wildcard": r"a\**"}]}, {"f": "a*bc"})
+    assert matches({"f": [{"wildcard": r"a\\*"}]}, {"f": "a\\bc"})
+    with pytest.raises(ValueError, match="wildcard"):
+        matches({"f": [{"wildcard": r"a\\**"}]}, {"f": "a"})
+
+
 def test_types_are_not_confused() -> None:
     assert not matches({"flag": [1]}, {"flag": True})
     assert not matches({"flag": [True]}, {"flag": 1})
@@ -189,6 +204,11 @@ def test_wildcard_escapes() -> None:
         ({"n": [{"cidr": "10.0.0.0/33"}]}, "invalid argument for 'cidr'"),
         ({"n": [{"prefix": "a", "suffix": "b"}]}, "neither a value nor a content filter"),
         ({"$or": [{"a": ["b"]}]}, "at least two"),
+        ({"n": [{"wildcard": "a**b"}]}, "invalid argument for 'wildcard'"),
+        ({"n": [{"wildcard": r"a\b"}]}, "invalid argument for 'wildcard'"),
+        ({"n": [{"anything-but": {"wildcard": ["ok*", "bad**"]}}]}, "invalid argument for 'anything-but'"),
+        ({"n": [{"anything-but": ["a", 1]}]}, "invalid argument for 'anything-but'"),
+        ({"n": [{"numeric": ["<", 6e9]}]}, "invalid argument for 'numeric'"),
     ],
 )
 def test_invalid_patterns_raise_a_clear_error(pattern: dict[str, Any], message: str) -> None:
