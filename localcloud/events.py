@@ -154,6 +154,7 @@ def _match_object(pattern: Mapping[str, Any], value: Any) -> bool:
             candidates = [v for v in values if isinstance(v, Mapping)]
             if not any(_match_object(expected, c) for c in candidates or [{}]):
                 return False
+        # Only leaves count: an object (or an empty array) under the key is, for EventBridge, no value.
         elif not _match_leaf(expected, [v for v in values if not isinstance(v, Mapping)]):
             return False
     return True
@@ -166,7 +167,6 @@ def _flatten(value: Any) -> list[Any]:
 
 
 def _match_leaf(allowed: list[Any], leaves: list[Any]) -> bool:
-    # Only leaves count: an object (or an empty array) under the key is, for EventBridge, no value.
     for rule in allowed:
         if isinstance(rule, Mapping) and "exists" in rule:
             if rule["exists"] == bool(leaves):
