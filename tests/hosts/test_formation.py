@@ -9,6 +9,8 @@ import pytest
 from swarmwarden.commands import TOKEN_MARKER
 
 from localcloud.hosts import Host
+from localcloud.image import IMAGE
+from localcloud.runscript import run_script
 from tests.hosts.swarm import ADDR_POOL, Swarm, wait_until
 
 pytestmark = pytest.mark.slow
@@ -199,3 +201,31 @@ def test_bad_parameters_end_with_an_error_object(
 def test_no_script_output_contains_a_token(swarm: Swarm) -> None:
     assert swarm.cloud.outputs
     assert not [out for out in swarm.cloud.outputs if TOKEN_MARKER in out]
+
+
+def test_overlay_traffic_and_host_mode_ports_cross_hosts(swarm: Swarm) -> None:
+    leader, worker = swarm.managers[0], swarm.workers[0]
+    leader.docker("network", "create", "--driver", "overlay", "--attachable", "appnet")
+    leader.docker(
+        "service", "create", "--detach", "--no-resolve-image", "--name", "hello", "--network", "appnet",
+        "--constraint", f"node.hostname=={worker.hostname}", "--stop-grace-period", "1s",
+        "--publish", "mode=host,target=8080,published=8080", IMAGE,
+        "sh", "-c", "echo hello > /tmp/index.html && exec httpd -f -p 8080 -h /tmp",
+    )  # fmt: skip
+    wait_until("hello running", lambda: swarm.running_tasks("hello"), 60)
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3"
+
+    # A host-mode port, from another host over the bridge.
+    published = run_script(leader, f"{request} {worker.ip} 8080", swarm.cloud.aws)
+    assert published.ok, published.stderr
+    assert published.stdout.rstrip().endswith("hello")
+
+    # The overlay (VXLAN between the namespaces), from a container on another host.
+    task = worker.docker("ps", "-q", "--filter", "name=hello").stdout.split()[0]
+    ip = worker.docker("inspect", "--format", '{{(index .NetworkSettings.Networks "appnet").IPAddress}}', task)
+    overlay = leader.docker(
+        "run", "--rm", "--network", "appnet", IMAGE, "sh", "-c", f"{request} {ip.stdout.strip()} 8080"
+    )
+    assert overlay.stdout.rstrip().endswith("hello")
+    assert ipaddress.IPv4Address(ip.stdout.strip()) in ADDR_POOL
+    leader.docker("service", "rm", "hello")

@@ -37,6 +37,15 @@ def test_runs_inside_the_host_with_its_docker_and_aws_endpoint(cloud: Cloud, hos
     assert result.output == {"a": 1}
 
 
+def test_a_host_has_no_default_route_and_the_machine_no_nat_for_it(cloud: Cloud, host: Host) -> None:
+    routes = run_script(host, "ip -4 route", cloud.aws)
+    assert routes.ok
+    assert not [line for line in routes.stdout.splitlines() if line.startswith("default")], routes.stdout
+    nat = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S"], capture_output=True, text=True, check=True)
+    assert str(cloud.network.cidr.network_address) not in nat.stdout
+    assert cloud.network.bridge not in nat.stdout
+
+
 def test_output_is_cut_to_the_ssm_limits_and_the_exit_code_kept(cloud: Cloud, host: Host) -> None:
     command = "head -c 30000 /dev/zero | tr '\\0' o; head -c 9000 /dev/zero | tr '\\0' e >&2; exit 3"
     result = run_script(host, command, cloud.aws)
