@@ -42,6 +42,18 @@ def test_tokens_are_secure_strings_equal_to_the_live_ones(swarm: Swarm) -> None:
         assert live.startswith(TOKEN_MARKER)
 
 
+def test_init_again_restores_a_missing_token_parameter(swarm: Swarm) -> None:
+    ssm = swarm.cloud.ssm()
+    name = f"{swarm.token_prefix}/worker"
+    ssm.delete_parameter(Name=name)
+    seed = swarm.managers[0]
+    out = swarm.init(seed)
+    assert out["created"] is False
+    stored = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    assert stored["Type"] == "SecureString"
+    assert stored["Value"] == seed.docker("swarm", "join-token", "-q", "worker").stdout.strip()
+
+
 def test_overlay_networks_come_from_the_address_pool(swarm: Swarm) -> None:
     leader = swarm.managers[0]
     leader.docker("network", "create", "--driver", "overlay", "pool-check")

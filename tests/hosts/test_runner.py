@@ -13,6 +13,7 @@ import pytest
 import swarmwarden
 
 from localcloud.hosts import Host
+from localcloud.image import IMAGE
 from localcloud.runscript import STDERR_LIMIT, STDOUT_LIMIT, TIMED_OUT, ScriptResult, run_script
 from tests.hosts.swarm import Cloud
 
@@ -72,6 +73,18 @@ def test_a_killed_host_kills_its_running_command(cloud: Cloud) -> None:
     assert not runner.is_alive(), "the command outlived its host"
     assert results[0].exit_code == -9
     cloud.destroy(victim)
+
+
+def test_stop_is_graceful_and_start_brings_the_same_host_back(cloud: Cloud) -> None:
+    host = cloud.new_host()
+    host.docker("run", "-d", "--name", "keeper", "--restart", "always", "--stop-timeout", "1", IMAGE, "sleep", "1d")
+    host.stop()
+    assert not host.is_running()
+    assert "Processing signal 'terminated'" in host.log_path.read_text()
+    host.start()
+    state = host.docker("inspect", "--format", "{{.State.Running}}", "keeper").stdout.strip()
+    assert state == "true", "the container did not come back with its daemon"
+    cloud.destroy(host)
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
