@@ -132,8 +132,10 @@ def _cgroup_pids(tree: Path) -> set[int]:
     return pids
 
 
-def _pids_mentioning(needle: str) -> set[int]:
-    """Processes whose command line mentions `needle` (our state dir): leftovers outside a cgroup."""
+def _pids_mentioning(directory: Path) -> set[int]:
+    """Processes whose command line names a path inside `directory`: leftovers outside a cgroup."""
+    # The trailing slash keeps hosts/h1 from matching hosts/h10, and prefix sw from swt.
+    needle = f"{directory}/"
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -439,7 +441,7 @@ class Host:
             pid = int((self.dir / "docker.pid").read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if pid in _pids_mentioning(str(self.dir)) else None
+        return pid if pid in _pids_mentioning(self.dir) else None
 
     def _alive(self, pid: int) -> bool:
         if self._proc is not None and self._proc.pid == pid:
@@ -455,7 +457,7 @@ class Host:
         """Remove every trace of the host: processes, mounts, namespaces, veth, cgroups, state."""
         if self.dir.exists() or self.netns in _namespaces():
             self.kill()
-        _kill_pids(lambda: _pids_mentioning(str(self.dir)), f"host {self.name}")
+        _kill_pids(lambda: _pids_mentioning(self.dir), f"host {self.name}")
         _unmount_all(self.dir)
         _remove_shim_sockets(self.dir)
         if self.veth in _links():
@@ -505,7 +507,7 @@ def leftovers(prefix: str, state_root: Path = STATE_ROOT) -> list[str]:
     state_dir, cgroup = state_root / prefix, _cgroup_name(prefix)
     found = [f"netns {n}" for n in sorted(_namespaces()) if n.startswith(f"{prefix}-")]
     found += [f"link {n}" for n in sorted(_links()) if n.startswith(f"{prefix}-") or n == bridge_name(prefix)]
-    pids = _cgroup_pids(_tracking_root() / cgroup) | _pids_mentioning(str(state_dir))
+    pids = _cgroup_pids(_tracking_root() / cgroup) | _pids_mentioning(state_dir)
     found += [f"process {pid}" for pid in sorted(pids)]
     found += [f"mount {p}" for p in _mounts_under(state_dir)]
     found += [f"cgroup {p / cgroup}" for p, _fstype, _options in _cgroup_mounts() if (p / cgroup).exists()]
@@ -522,7 +524,7 @@ def cleanup_all(prefix: str, state_root: Path = STATE_ROOT) -> None:
         raise ValueError(f"prefix {prefix!r} must be 2-6 lowercase letters or digits")
     state_dir, cgroup = state_root / prefix, _cgroup_name(prefix)
     tree = _tracking_root() / cgroup
-    _kill_pids(lambda: _cgroup_pids(tree) | _pids_mentioning(str(state_dir)), f"prefix {prefix}")
+    _kill_pids(lambda: _cgroup_pids(tree) | _pids_mentioning(state_dir), f"prefix {prefix}")
     _unmount_all(state_dir)
     for host_dir in (state_dir / "hosts").glob("*"):
         _remove_shim_sockets(host_dir)
