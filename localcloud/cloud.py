@@ -162,6 +162,7 @@ class LocalCloud:
         self._stack.callback(sfn_config.__setitem__, "execute_state_machine", executing)
         self._stack.callback(moto_api_backend.reset)
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         server = ThreadedMotoServer(ip_address=str(self.network.gateway_ip), port=0, verbose=False)
         server.start()
         self._stack.callback(server.stop)
@@ -538,13 +539,18 @@ class LocalCloud:
         return found
 
     def current_state(self, execution_arn: str) -> str:
-        history = self.client("stepfunctions").get_execution_history(
-            executionArn=execution_arn, reverseOrder=True, maxResults=20
-        )
-        for event in history["events"]:
-            if event["type"].endswith("StateEntered"):
-                return str(event["stateEnteredEventDetails"]["name"])
-        return ""
+        """The state the execution entered last (moto ignores reverseOrder, so read every page)."""
+        sfn = self.client("stepfunctions")
+        entered, token = "", None
+        for _page in range(100):
+            page = sfn.get_execution_history(executionArn=execution_arn, **({"nextToken": token} if token else {}))
+            for event in page["events"]:
+                if event["type"].endswith("StateEntered"):
+                    entered = str(event["stateEnteredEventDetails"]["name"])
+            token = page.get("nextToken")
+            if not token:
+                break
+        return entered
 
 
 @contextmanager

@@ -27,7 +27,8 @@ from moto.ssm.responses import SimpleSystemManagerResponse
 
 from localcloud.runscript import ScriptResult
 
-_ECS_CLUSTER = re.compile(r"^ECS_CLUSTER=([A-Za-z0-9_-]+)\s*$", re.MULTILINE)
+# The emulated agent reads the cluster name the user data writes to /etc/ecs/ecs.config.
+_ECS_CLUSTER = re.compile(r"ECS_CLUSTER=([A-Za-z0-9_-]+)")
 # EC2 state codes, as DescribeInstances reports them.
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
 _UNDELIVERABLE_AFTER_SECONDS = 2.0

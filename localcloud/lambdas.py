@@ -231,10 +231,17 @@ class LambdaRuntime:
 
 
 class _RawBody:
-    """The part of urllib3's response that botocore reads a body from."""
+    """The part of urllib3's response that botocore reads a body from (whole, or as a stream)."""
 
     def __init__(self, content: bytes) -> None:
         self._content = content
+        self._offset = 0
+
+    def read(self, amt: int | None = None, **_: Any) -> bytes:
+        end = len(self._content) if amt is None else self._offset + amt
+        chunk = self._content[self._offset : end]
+        self._offset += len(chunk)
+        return chunk
 
     def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._content
+        yield self.read()

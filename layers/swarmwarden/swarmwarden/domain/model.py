@@ -122,4 +122,4 @@ class NodeStatus(Contract):
     status: str
     availability: str
     leader: bool
-    reachability: str = ""
+    reachability: str | None = None
