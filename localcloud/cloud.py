@@ -140,6 +140,7 @@ class LocalCloud:
         self._pool = ThreadPoolExecutor(max_workers=16)
         self._lock = threading.Lock()
         self._rootfs: Path | None = None
+        self.api: HttpApiServer | None = None
         self.api_url = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -203,10 +204,10 @@ class LocalCloud:
             self._stack.callback(scheduler.stop)
         routes = self.template.routes()
         if routes:
-            api = HttpApiServer(routes, self.runtime.invoke, region=self.config.region, account=ACCOUNT)
-            api.start()
-            self._stack.callback(api.stop)
-            self.api_url = api.url
+            self.api = HttpApiServer(routes, self.runtime.invoke, region=self.config.region, account=ACCOUNT)
+            self.api.start()
+            self._stack.callback(self.api.stop)
+            self.api_url = self.api.url
         self.inbox = ResponseInbox()
         self._stack.callback(self.inbox.close)
         self._rootfs = build_rootfs(self.state_dir / "busybox-rootfs.tar")

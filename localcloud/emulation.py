@@ -97,7 +97,13 @@ class Emulation:
 
     # ------------------------------------------------------------------ Run Command
     def send_command(self, original: Callable[..., Any], backend: Any, *args: Any, **kwargs: Any) -> Command:
+        requested = list(kwargs.get("instance_ids") or [])
         command: Command = original(backend, *args, **kwargs)
+        if not kwargs.get("targets"):
+            # moto adds every instance in the account when a command has no Targets; AWS runs it on the ids given.
+            command.instance_ids = requested
+            command.invocations = [i for i in command.invocations if i["InstanceId"] in requested]
+            command.target_count = command.completed_count = len(requested)
         text = "\n".join(command.parameters.get("commands", []))
         timeout = float((command.parameters.get("executionTimeout") or ["3600"])[0])
         command.status = "Pending"
