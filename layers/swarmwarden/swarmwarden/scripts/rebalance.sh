@@ -13,7 +13,7 @@ work=$(mktemp -d)
 
 # $1 as a JSON string. Redacts anything that looks like a join token, as a last line of defence.
 json_str() {
-	printf '"%s"' "$(printf '%s' "$1" | sed -e 's/SWMTKN-[A-Za-z0-9-]*/<redacted>/g' -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr '\n\t\r' '   ')"
+	printf '"%s"' "$(printf '%s' "$1" | sed -e 's/SWMTK[N]-[A-Za-z0-9-]*/<redacted>/g' -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr '\n\t\r' '   ')"
 }
 
 fail() {
