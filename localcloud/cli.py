@@ -539,8 +539,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             console.print(f"[red]failed:[/] {error}")
             _finish(session, console, tear_down=False, timeout=args.timeout)
             return 1
+        # Ctrl-C is how a served cloud ends; before it was up, it is an interrupted run.
+        interrupted = session.phase not in {"up", "down"}
         # Through `local down`, the teardown has run already.
-        return 0 if _finish(session, console, tear_down=session.phase == "up", timeout=args.timeout) else 1
+        if not _finish(session, console, tear_down=session.phase == "up", timeout=args.timeout):
+            return 1
+        return 130 if interrupted else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
