@@ -6,6 +6,8 @@ BIN       := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(dir $(PYTHON313)):$(PATH)
 DEBIAN_PACKAGES := docker.io busybox-static iproute2 iptables
 PYTEST_ARGS ?=
+# `make bench BENCH_ARGS=--quick`: one repetition per arm.
+BENCH_ARGS ?=
 
 .PHONY: setup debian-packages lint format typecheck validate build test test-unit test-statemachines \
         test-hosts test-e2e demo bench duplicates clean
@@ -63,7 +65,7 @@ demo: setup
 	$(BIN)/swarmwarden local demo
 
 bench: setup
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 duplicates:
 	duplicates --change
