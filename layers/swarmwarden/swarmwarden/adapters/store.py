@@ -42,6 +42,16 @@ class ClusterRecord(BaseModel):
     updated_at: str = ""
 
 
+class NodeState(StrEnum):
+    """Where a node is in its life. Anything but ACTIVE tells the repair trigger that we are the ones
+    ending this instance (or already replacing it), so its termination is no failure."""
+
+    ACTIVE = "active"
+    RETIRING = "retiring"  # chosen by scale-in: drained, removed, then terminated
+    FAILED = "failed"  # a repair owns it
+    REPLACED = "replaced"  # its replacement has joined
+
+
 class NodeRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -51,26 +61,26 @@ class NodeRecord(BaseModel):
     az: str
     private_ip: str
     node_id: str = ""
-    state: str = "active"
+    state: NodeState = NodeState.ACTIVE
 
 
 class VersionConflict(TransientError):
     """Someone else wrote the cluster record between our read and our write."""
 
 
-def _key(cluster: str, sort_key: str) -> dict[str, Any]:
+def item_key(cluster: str, sort_key: str) -> dict[str, Any]:
     return {"pk": {"S": f"CLUSTER#{cluster}"}, "sk": {"S": sort_key}}
 
 
-def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _serializer.serialize(value) for name, value in values.items()}
 
 
-def _from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
-def _now() -> str:
+def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -80,10 +90,10 @@ class ClusterStore:
         self._table = table
 
     def cluster(self, name: str) -> ClusterRecord | None:
-        item = self._db.get_item(TableName=self._table, Key=_key(name, "SPEC"), ConsistentRead=True).get("Item")
+        item = self._db.get_item(TableName=self._table, Key=item_key(name, "SPEC"), ConsistentRead=True).get("Item")
         if item is None:
             return None
-        values = _from_item(item)
+        values = from_item(item)
         return ClusterRecord(
             spec=ClusterSpec.model_validate_json(values["spec"]),
             status=ClusterStatus(values["status"]),
@@ -100,9 +110,9 @@ class ClusterStore:
             status=status,
             swarm_id=swarm_id or (current.swarm_id if current else ""),
             version=(current.version if current else 0) + 1,
-            updated_at=_now(),
+            updated_at=now_iso(),
         )
-        item = _key(spec.cluster_name, "SPEC") | _to_item(
+        item = item_key(spec.cluster_name, "SPEC") | to_item(
             {
                 "spec": spec.model_dump_json(),
                 "status": record.status.value,
@@ -147,10 +157,38 @@ class ClusterStore:
             )
             self._db.put_item(
                 TableName=self._table,
-                Item=_key(cluster, f"NODE#{host.instance_id}") | _to_item(record.model_dump(mode="json")),
+                Item=item_key(cluster, f"NODE#{host.instance_id}") | to_item(record.model_dump(mode="json")),
             )
             written += 1
         return written
+
+    def node(self, cluster: str, instance_id: str) -> NodeRecord | None:
+        item = self._db.get_item(
+            TableName=self._table, Key=item_key(cluster, f"NODE#{instance_id}"), ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return NodeRecord.model_validate(from_item({k: v for k, v in item.items() if k not in {"pk", "sk"}}))
+
+    def set_node_state(self, cluster: str, instance_id: str, state: NodeState) -> bool:
+        """Moves a recorded node to `state`; False when the table has no such node."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=item_key(cluster, f"NODE#{instance_id}"),
+                UpdateExpression="SET #s = :s",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#s": "state"},
+                ExpressionAttributeValues={":s": {"S": state.value}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def delete_node(self, cluster: str, instance_id: str) -> None:
+        self._db.delete_item(TableName=self._table, Key=item_key(cluster, f"NODE#{instance_id}"))
 
     def nodes(self, cluster: str) -> list[NodeRecord]:
         pages = self._db.get_paginator("query").paginate(
@@ -160,7 +198,7 @@ class ClusterStore:
             ConsistentRead=True,
         )
         return [
-            NodeRecord.model_validate(_from_item({k: v for k, v in item.items() if k not in {"pk", "sk"}}))
+            NodeRecord.model_validate(from_item({k: v for k, v in item.items() if k not in {"pk", "sk"}}))
             for page in pages
             for item in page["Items"]
         ]
@@ -168,5 +206,5 @@ class ClusterStore:
     def delete_nodes(self, cluster: str) -> int:
         records = self.nodes(cluster)
         for record in records:
-            self._db.delete_item(TableName=self._table, Key=_key(cluster, f"NODE#{record.instance_id}"))
+            self._db.delete_item(TableName=self._table, Key=item_key(cluster, f"NODE#{record.instance_id}"))
         return len(records)
