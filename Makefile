@@ -6,6 +6,8 @@ BIN       := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(dir $(PYTHON313)):$(PATH)
 DEBIAN_PACKAGES := docker.io busybox-static iproute2 iptables
 PYTEST_ARGS ?=
+# e.g. DEMO_ARGS='--parameter VpcCidr=10.77.0.0/16' when 10.42.0.0/16 is taken on this machine
+DEMO_ARGS ?=
 # `make bench BENCH_ARGS=--quick`: one repetition per arm.
 BENCH_ARGS ?=
 
@@ -62,7 +64,7 @@ test-e2e: setup
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/swarmwarden local demo
+	$(BIN)/swarmwarden local demo $(DEMO_ARGS)
 
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
