@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -71,7 +72,8 @@ def test_a_killed_host_kills_its_running_command(cloud: Cloud) -> None:
     victim.kill()
     runner.join(timeout=15)
     assert not runner.is_alive(), "the command outlived its host"
-    assert results[0].exit_code == -9
+    # The shell is killed itself (-9), or first sees its child killed and exits 128 + 9.
+    assert results[0].exit_code in (-signal.SIGKILL, 128 + signal.SIGKILL)
     cloud.destroy(victim)
 
 
