@@ -62,15 +62,29 @@ def test_one_holder_at_a_time_and_the_holder_may_take_it_again(operations: Opera
 def test_an_expired_lease_is_taken_over(operations: Operations, clock: Clock) -> None:
     operations.acquire("demo", "crashed", OperationKind.SCALE, 60)
     clock.now += 61
-    assert operations.lock("demo") is None
+    assert operations.holders("demo") == []
     assert operations.acquire("demo", "next", OperationKind.REPAIR, 60).operation_id == "next"
 
 
 def test_clusters_have_separate_locks(operations: Operations) -> None:
     operations.acquire("a", "op-1", OperationKind.SCALE, 600)
     operations.acquire("b", "op-2", OperationKind.SCALE, 600)
-    assert operations.lock("a").operation_id == "op-1"
-    assert operations.lock("b").operation_id == "op-2"
+    assert [h.operation_id for h in operations.holders("a")] == ["op-1"]
+    assert [h.operation_id for h in operations.holders("b")] == ["op-2"]
+
+
+def test_repairs_share_the_cluster_up_to_the_limit_and_exclude_a_scale(operations: Operations) -> None:
+    operations.acquire("demo", "repair-1", OperationKind.REPAIR, 600, max_repairs=2)
+    operations.acquire("demo", "repair-2", OperationKind.REPAIR, 600, max_repairs=2)
+    with pytest.raises(LockHeld, match="repair operation repair-1"):
+        operations.acquire("demo", "repair-3", OperationKind.REPAIR, 600, max_repairs=2)
+    with pytest.raises(LockHeld, match="repair operation"):
+        operations.acquire("demo", "scale-1", OperationKind.SCALE, 600)
+    operations.release("demo", "repair-1")
+    operations.release("demo", "repair-2")
+    operations.acquire("demo", "scale-1", OperationKind.SCALE, 600)
+    with pytest.raises(LockHeld, match="scale operation scale-1"):
+        operations.acquire("demo", "repair-4", OperationKind.REPAIR, 600, max_repairs=2)
 
 
 def test_ten_concurrent_takers_one_wins(table: str) -> None:

@@ -1,8 +1,9 @@
 """Operations (scale, repair) and the per-cluster lock that keeps them from overlapping.
 
-The lock is one item, `LOCK`, next to the cluster record. Taking it is a conditional write that
-succeeds when nobody holds it, when its lease has run out (a crashed holder), or when the caller
-already holds it (a retried step). Releasing is conditional on holding it.
+The lock is one item, `LOCK`, next to the cluster record, holding leases: a scale holds the cluster
+alone; up to `max_repairs` repairs may hold it together. A lease that has run out (a crashed holder)
+no longer counts, and taking a lease one already holds renews it (a retried step). Every change is
+a write conditional on the version read, so concurrent takers cannot both win.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from swarmwarden.adapters.store import from_item, item_key, now_iso, to_item
-from swarmwarden.errors import SwarmwardenError
+from swarmwarden.errors import SwarmwardenError, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+
+# Rounds of read-then-conditional-write before a busy lock counts as transient.
+_WRITE_ROUNDS = 20
 
 
 class OperationKind(StrEnum):
@@ -135,62 +140,78 @@ class Operations:
         return updated
 
     def running(self, cluster: str) -> Operation | None:
-        """The operation that holds the lock, if its lease is live."""
-        lock = self.lock(cluster)
-        return None if lock is None else self.get(cluster, lock.operation_id)
+        """The first operation that holds a live lease, if any."""
+        holders = self.holders(cluster)
+        return None if not holders else self.get(cluster, holders[0].operation_id)
 
     # ------------------------------------------------------------------ the lock
-    def lock(self, cluster: str) -> Lock | None:
+    def _read_lock(self, cluster: str) -> tuple[list[Lock], int | None]:
         item = self._db.get_item(TableName=self._table, Key=item_key(cluster, "LOCK"), ConsistentRead=True).get("Item")
         if item is None:
-            return None
+            return [], None
         values = from_item(item)
-        lock = Lock(
-            operation_id=values["operation_id"],
-            kind=OperationKind(values["kind"]),
-            expires_at=int(values["expires_at_ms"]) / 1000,
+        now = self._clock()
+        leases = [
+            Lock(operation_id=op_id, kind=OperationKind(lease["kind"]), expires_at=int(lease["expires_at_ms"]) / 1000)
+            for op_id, lease in values.get("holders", {}).items()
+        ]
+        live = sorted((lease for lease in leases if lease.expires_at > now), key=lambda lease: lease.expires_at)
+        return live, int(values["version"])
+
+    def _write_lock(self, cluster: str, holders: list[Lock], read_version: int | None) -> bool:
+        """Writes the leases if nobody wrote since our read; False when someone did."""
+        guard: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if read_version is None
+            else {
+                "ConditionExpression": "version = :read",
+                "ExpressionAttributeValues": {":read": {"N": str(read_version)}},
+            }
         )
-        return lock if lock.expires_at > self._clock() else None
-
-    def acquire(self, cluster: str, operation_id: str, kind: OperationKind, lease_seconds: int) -> Lock:
-        # Two rounds: a lease can run out between our refused write and our read of the holder.
-        for _round in range(2):
-            now_ms = int(self._clock() * 1000)
-            lock = Lock(operation_id=operation_id, kind=kind, expires_at=(now_ms + lease_seconds * 1000) / 1000)
-            try:
-                self._db.put_item(
-                    TableName=self._table,
-                    Item=item_key(cluster, "LOCK")
-                    | to_item(
-                        {
-                            "operation_id": operation_id,
-                            "kind": kind.value,
-                            "expires_at_ms": now_ms + lease_seconds * 1000,
-                        }
-                    ),
-                    ConditionExpression="attribute_not_exists(pk) OR operation_id = :me OR expires_at_ms < :now",
-                    ExpressionAttributeValues={":me": {"S": operation_id}, ":now": {"N": str(now_ms)}},
-                )
-            except ClientError as error:
-                if error.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-                holder = self.lock(cluster)
-                if holder is not None:
-                    raise LockHeld(holder) from None
-            else:
-                return lock
-        raise LockHeld(Lock(operation_id="unknown", kind=kind, expires_at=self._clock()))
-
-    def release(self, cluster: str, operation_id: str) -> bool:
+        leases = {
+            lease.operation_id: {"kind": lease.kind.value, "expires_at_ms": int(lease.expires_at * 1000)}
+            for lease in holders
+        }
         try:
-            self._db.delete_item(
+            self._db.put_item(
                 TableName=self._table,
-                Key=item_key(cluster, "LOCK"),
-                ConditionExpression="operation_id = :me",
-                ExpressionAttributeValues={":me": {"S": operation_id}},
+                Item=item_key(cluster, "LOCK") | to_item({"holders": leases, "version": (read_version or 0) + 1}),
+                **guard,
             )
         except ClientError as error:
             if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
         return True
+
+    def holders(self, cluster: str) -> list[Lock]:
+        return self._read_lock(cluster)[0]
+
+    def acquire(
+        self, cluster: str, operation_id: str, kind: OperationKind, lease_seconds: int, max_repairs: int = 1
+    ) -> Lock:
+        """Takes (or renews) a lease, or raises LockHeld naming the holder in the way."""
+        for _round in range(_WRITE_ROUNDS):
+            holders, version = self._read_lock(cluster)
+            others = [lease for lease in holders if lease.operation_id != operation_id]
+            blocking = others if kind is OperationKind.SCALE else [o for o in others if o.kind is OperationKind.SCALE]
+            if blocking:
+                raise LockHeld(blocking[0])
+            repairs = [o for o in others if o.kind is OperationKind.REPAIR]
+            if kind is OperationKind.REPAIR and len(repairs) >= max_repairs:
+                raise LockHeld(repairs[0])
+            mine = Lock(operation_id=operation_id, kind=kind, expires_at=self._clock() + lease_seconds)
+            if self._write_lock(cluster, [*others, mine], version):
+                return mine
+        raise TransientError(f"the lock of {cluster} kept changing under us")
+
+    def release(self, cluster: str, operation_id: str) -> bool:
+        """Gives the lease up; False when we did not hold one (released before, or expired)."""
+        for _round in range(_WRITE_ROUNDS):
+            holders, version = self._read_lock(cluster)
+            remaining = [lease for lease in holders if lease.operation_id != operation_id]
+            if len(remaining) == len(holders):
+                return False
+            if self._write_lock(cluster, remaining, version):
+                return True
+        raise TransientError(f"the lock of {cluster} kept changing under us")
