@@ -18,6 +18,7 @@ import functools
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -521,9 +522,9 @@ def _checked_down(session: Session, timeout: float) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    config = _config(args)
     if args.detach:
         return _up_detached(args)
+    config = _config(args)
     console = _console()
     with _owning(config.prefix), _signals_interrupt():
         session = Session(config)
@@ -568,8 +569,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _up_detached(args: argparse.Namespace) -> int:
+    # Refuse at once what the background process would refuse: bad parameters, a prefix in use.
+    LocalCloud(_config(args))
     with _owning(args.prefix):
-        pass  # refuse at once, before starting anything, if the prefix is taken
+        pass
     console = _console()
     log_path = _serve_log(args.prefix)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -821,7 +824,9 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str | None) -> Any:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
-        sub.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"names everything made (default {DEFAULT_PREFIX})")
+        sub.add_argument(
+            "--prefix", type=_prefix, default=DEFAULT_PREFIX, help=f"names everything made (default {DEFAULT_PREFIX})"
+        )
         return sub
 
     def cluster_options(sub: argparse.ArgumentParser) -> None:
@@ -849,6 +854,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=900, help="seconds provision and teardown may each take")
     demo.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help=PARAMETER_HELP)
     return parser
+
+
+def _prefix(text: str) -> str:
+    # Checked before anything is named after it (the lock file, the state dir): HostNetwork's rule.
+    if not re.fullmatch(r"[a-z][a-z0-9]{1,5}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 2-6 lowercase letters or digits, starting with a letter")
+    return text
 
 
 def _non_negative(text: str) -> int:
