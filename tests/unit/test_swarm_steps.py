@@ -144,3 +144,36 @@ def test_the_swarm_handler_result_is_plain_json() -> None:
         _adapters(ssm),
     )
     assert json.loads(json.dumps(result.model_dump(mode="json")))["swarm_id"] == "swarm-1"
+
+
+@pytest.mark.parametrize(
+    ("request_body", "script", "printed", "expected", "exports"),
+    [
+        ({"action": "drain", "node": "ip-10-42-0-11"}, "drain", {"node": "ip-10-42-0-11", "availability": "drain"},
+         {"node": "ip-10-42-0-11", "availability": "drain"}, ["export SW_NODE=ip-10-42-0-11"]),
+        ({"action": "remove_node", "node": "abc", "force": True}, "remove-dead-node",
+         {"removed": True, "node": "abc", "was_manager": True},
+         {"node": "abc", "removed": True, "was_manager": True}, ["export SW_NODE=abc", "export SW_FORCE=1"]),
+        ({"action": "remove_node", "node": "gone"}, "remove-dead-node", {"removed": False, "node": "gone"},
+         {"node": "gone", "removed": False, "was_manager": False}, ["export SW_FORCE=0"]),
+        ({"action": "rotate_tokens"}, "rotate-tokens", {"rotated": ["worker", "manager"]},
+         {"rotated": ["worker", "manager"]}, ["export SW_TOKEN_PREFIX=/swarmwarden/demo/tokens"]),
+        ({"action": "rebalance", "max_updates": 3}, "rebalance", {"updated": ["web"], "skipped": []},
+         {"updated": ["web"], "skipped": []}, ["export SW_MAX_UPDATES=3"]),
+    ],
+)  # fmt: skip
+def test_manager_actions_run_their_script_on_the_named_manager(
+    request_body, script, printed, expected, exports
+) -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    def answer(instance_id: str, name: str, text: str) -> tuple[str, int]:
+        seen.append((instance_id, name, text))
+        return json_line(**printed), 0
+
+    event = request_body | {"spec": SPEC.model_dump(mode="json"), "manager": HOSTS.managers[0].model_dump()}
+    result = swarm.run(swarm.REQUEST.validate_python(event), _adapters(FakeSsm(answer)))
+    assert result.model_dump(mode="json") == expected
+    ((instance_id, name, text),) = seen
+    assert (instance_id, name) == ("i-m1", script)
+    assert all(line in text for line in exports)

@@ -43,7 +43,44 @@ class DeleteTokens(Contract):
     spec: ClusterSpec
 
 
-SwarmRequest = Annotated[Init | Join | Verify | DeleteTokens, Field(discriminator="action")]
+class OnManager(Contract):
+    """Base of the requests that run on one healthy manager, named by the caller."""
+
+    spec: ClusterSpec
+    manager: Host
+
+
+class Status(OnManager):
+    action: Literal["status"]
+
+
+class Drain(OnManager):
+    action: Literal["drain"]
+    node: str = Field(description="node id or hostname")
+
+
+class RemoveNode(OnManager):
+    """Demote (if a manager), then `node rm --force`. `force` also removes a node that is still up
+    (scale-in removes live, drained nodes; repair removes dead ones and leaves `force` off)."""
+
+    action: Literal["remove_node"]
+    node: str
+    force: bool = False
+
+
+class RotateTokens(OnManager):
+    action: Literal["rotate_tokens"]
+
+
+class Rebalance(OnManager):
+    action: Literal["rebalance"]
+    max_updates: int = Field(default=2, ge=1, le=20)
+
+
+SwarmRequest = Annotated[
+    Init | Join | Verify | DeleteTokens | Status | Drain | RemoveNode | RotateTokens | Rebalance,
+    Field(discriminator="action"),
+]
 REQUEST: TypeAdapter[SwarmRequest] = TypeAdapter(SwarmRequest)
 
 
@@ -67,6 +104,30 @@ class VerifyResult(Contract):
 
 class DeleteTokensResult(Contract):
     deleted: tuple[str, ...]
+
+
+class StatusResult(Contract):
+    nodes: tuple[NodeStatus, ...]
+
+
+class DrainResult(Contract):
+    node: str
+    availability: str
+
+
+class RemoveNodeResult(Contract):
+    node: str
+    removed: bool
+    was_manager: bool = False
+
+
+class RotateTokensResult(Contract):
+    rotated: tuple[str, ...]
+
+
+class RebalanceResult(Contract):
+    updated: tuple[str, ...]
+    skipped: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -143,8 +204,50 @@ def delete_tokens(adapters: Adapters) -> DeleteTokensResult:
     return DeleteTokensResult(deleted=tuple(adapters.tokens.delete()))
 
 
+def _on_manager(request: OnManager, script: str, parameters: dict[str, str], adapters: Adapters) -> dict[str, Any]:
+    return adapters.runner.run(
+        request.manager.instance_id,
+        script,
+        _common(request.spec, adapters) | parameters,
+        adapters.command_timeout_seconds,
+    )
+
+
+def drain(request: Drain, adapters: Adapters) -> DrainResult:
+    return DrainResult.model_validate(_on_manager(request, "drain", {"SW_NODE": request.node}, adapters))
+
+
+def remove_node(request: RemoveNode, adapters: Adapters) -> RemoveNodeResult:
+    parameters = {"SW_NODE": request.node, "SW_FORCE": "1" if request.force else "0"}
+    result = _on_manager(request, "remove-dead-node", parameters, adapters)
+    return RemoveNodeResult(
+        node=str(result.get("node", request.node)),
+        removed=bool(result["removed"]),
+        was_manager=bool(result.get("was_manager", False)),
+    )
+
+
+def rotate_tokens(request: RotateTokens, adapters: Adapters) -> RotateTokensResult:
+    return RotateTokensResult.model_validate(_on_manager(request, "rotate-tokens", {}, adapters))
+
+
+def rebalance(request: Rebalance, adapters: Adapters) -> RebalanceResult:
+    result = _on_manager(request, "rebalance", {"SW_MAX_UPDATES": str(request.max_updates)}, adapters)
+    return RebalanceResult.model_validate(result)
+
+
 def run(request: SwarmRequest, adapters: Adapters) -> Contract:
     match request:
+        case Status():
+            return StatusResult(nodes=tuple(status(request.spec, request.manager, adapters)))
+        case Drain():
+            return drain(request, adapters)
+        case RemoveNode():
+            return remove_node(request, adapters)
+        case RotateTokens():
+            return rotate_tokens(request, adapters)
+        case Rebalance():
+            return rebalance(request, adapters)
         case Init():
             return init(request, adapters)
         case Join():
