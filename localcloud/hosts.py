@@ -416,11 +416,15 @@ class Host:
         except OSError:
             return "(no log)"
 
-    def kill(self) -> None:
-        """A hard failure: SIGKILL every process of the host, then silence its network link."""
+    def kill_daemon(self) -> None:
+        """dockerd dies with everything it started (containers, running commands); the host stays up."""
         tree = _tracking_root() / self.cgroup
         _kill_pids(lambda: _cgroup_pids(tree), f"host {self.name}")
         self._reap()
+
+    def kill(self) -> None:
+        """A hard failure, like a terminated instance: the daemon dies and the host goes silent."""
+        self.kill_daemon()
         if self.veth in _links():
             _run("ip", "link", "set", self.veth, "down")
 

@@ -89,6 +89,16 @@ def test_stop_is_graceful_and_start_brings_the_same_host_back(cloud: Cloud) -> N
     cloud.destroy(host)
 
 
+def test_a_daemon_kill_leaves_the_host_on_the_network(cloud: Cloud, host: Host) -> None:
+    victim = cloud.new_host()
+    victim.kill_daemon()
+    assert not victim.is_running()
+    assert run_script(host, f"busybox ping -c 1 -W 2 {victim.ip}", cloud.aws).ok
+    victim.kill()
+    assert not run_script(host, f"busybox ping -c 1 -W 1 {victim.ip}", cloud.aws).ok
+    cloud.destroy(victim)
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_script_follows_the_contract(script: Path) -> None:
     text = script.read_text()
