@@ -153,20 +153,15 @@ def test_rotation_refuses_the_old_worker_token_and_accepts_the_new(swarm: Swarm)
     new = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     assert new != old
 
+    # The fresh host's join script reads the old token: refused, with a clear error that does not echo it.
     fresh = swarm.cloud.new_host()
-    manager = f"{swarm.managers[0].ip}:2377"
-    refused = fresh.docker("swarm", "join", "--token", old, manager, check=False)
-    assert refused.returncode != 0
-    assert "join token" in refused.stderr.lower()
-    assert fresh.docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "inactive"
-
-    # The same refusal through the script, fed the old token: a clear error that does not echo it.
     ssm.put_parameter(Name=name, Value=old, Type="SecureString", Overwrite=True)
     result = swarm.run(fresh, "join", **swarm.join_params(fresh, "worker"))
     assert not result.ok
     assert result.output is not None
-    assert "join failed" in result.output["error"]
+    assert "valid join token is necessary" in result.output["error"]
     assert TOKEN_MARKER not in result.stdout + result.stderr
+    assert fresh.docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "inactive"
 
     ssm.put_parameter(Name=name, Value=new, Type="SecureString", Overwrite=True)
     assert swarm.join(fresh, "worker")["joined"] is True
