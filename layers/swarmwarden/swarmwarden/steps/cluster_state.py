@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
+from swarmwarden.adapters.operations import Lock, OperationKind, Operations, OperationStatus
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore
 from swarmwarden.domain.model import ClusterSpec, Contract, LaunchResult, NodeStatus, SwarmRef
 
@@ -28,7 +30,40 @@ class TornDown(Contract):
     spec: ClusterSpec
 
 
-ClusterStateRequest = Annotated[Provisioned | TearingDown | TornDown, Field(discriminator="action")]
+class AcquireLock(Contract):
+    """Takes (or renews) the operation's lease; raises LockHeld (never retried here: the workflow
+    decides whether to wait) naming the operation in the way."""
+
+    action: Literal["acquire_lock"]
+    spec: ClusterSpec
+    operation_id: str
+    kind: OperationKind
+    lease_seconds: int = Field(default=3600, ge=60, le=86400)
+    max_repairs: int = Field(default=1, ge=1, le=10)
+
+
+class ReleaseLock(Contract):
+    action: Literal["release_lock"]
+    spec: ClusterSpec
+    operation_id: str
+
+
+class OperationStep(Contract):
+    """Records a step of an operation (with the time), and optionally its new status or error."""
+
+    action: Literal["operation_step"]
+    spec: ClusterSpec
+    operation_id: str
+    step: str
+    detail: str = ""
+    status: OperationStatus | None = None
+    error: str | None = None
+
+
+ClusterStateRequest = Annotated[
+    Provisioned | TearingDown | TornDown | AcquireLock | ReleaseLock | OperationStep,
+    Field(discriminator="action"),
+]
 REQUEST: TypeAdapter[ClusterStateRequest] = TypeAdapter(ClusterStateRequest)
 
 
@@ -40,8 +75,52 @@ class StatusResult(Contract):
     status: ClusterStatus
 
 
-def run(request: ClusterStateRequest, store: ClusterStore) -> Contract:
+class LockResult(Contract):
+    operation_id: str
+    kind: OperationKind
+    expires_at: float
+
+
+class Released(Contract):
+    released: bool
+
+
+class StepRecorded(Contract):
+    operation_id: str
+    status: OperationStatus
+    steps: int
+
+
+@dataclass(frozen=True)
+class Adapters:
+    store: ClusterStore
+    operations: Operations
+
+
+def _lock_result(lock: Lock) -> LockResult:
+    return LockResult(operation_id=lock.operation_id, kind=lock.kind, expires_at=lock.expires_at)
+
+
+def run(request: ClusterStateRequest, adapters: Adapters) -> Contract:
+    store, operations = adapters.store, adapters.operations
     match request:
+        case AcquireLock(spec=spec):
+            lock = operations.acquire(
+                spec.cluster_name, request.operation_id, request.kind, request.lease_seconds, request.max_repairs
+            )
+            return _lock_result(lock)
+        case ReleaseLock(spec=spec):
+            return Released(released=operations.release(spec.cluster_name, request.operation_id))
+        case OperationStep(spec=spec):
+            updated = operations.update(
+                spec.cluster_name,
+                request.operation_id,
+                status=request.status,
+                step=request.step,
+                detail=request.detail,
+                error=request.error,
+            )
+            return StepRecorded(operation_id=updated.id, status=updated.status, steps=len(updated.steps))
         case Provisioned(spec=spec, hosts=hosts, swarm=swarm, nodes=nodes):
             store.put_cluster(spec, ClusterStatus.READY, swarm_id=swarm.swarm_id)
             return Recorded(
