@@ -38,6 +38,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from localcloud import apiclient
 from localcloud.cloud import CloudConfig, LocalCloud
 from localcloud.hosts import STATE_ROOT, Host, HostError, cleanup_all, leftovers, prefix_lock
 from localcloud.image import IMAGE
@@ -50,6 +51,8 @@ PID_FILE = "local.pid"
 POLL_SECONDS = 0.5
 # How long a background cloud may take to answer once its process exists, and to exit after down.
 DAEMON_EXIT_SECONDS = 60.0
+# Every error ends as one such line on stderr; the parent of a background cloud reports the last one.
+ERROR_PREFIX = "swarmwarden: "
 # Powertools warns on every invocation that records no metric; the local cloud has nothing to add.
 _NO_METRICS_WARNING = "No application metrics to publish"
 
@@ -522,50 +525,33 @@ def _checked_down(session: Session, timeout: float) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    if args.detach:
-        return _up_detached(args)
+    return _up_detached(args) if args.detach else cmd_serve(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Owns the cloud in this process until Ctrl-C, SIGTERM or `local down`; `up --detach` runs it in the
+    background, where its output goes to its log."""
     config = _config(args)
     console = _console()
     with _owning(config.prefix), _signals_interrupt():
         session = Session(config)
+        code = 0
         try:
             _start_and_provision(session, args.timeout, console)
             _report_up(console, session.status())
-            console.print("serving; Ctrl-C (or `swarmwarden local down`) tears it down")
+            console.print(f"serving; Ctrl-C or `swarmwarden local down --prefix {config.prefix}` tears it down")
             while not session.stop.wait(POLL_SECONDS):
                 pass
         except KeyboardInterrupt:
             console.print("interrupted")
-        except Exception as error:
-            console.print(f"[red]failed:[/] {error}")
-            _finish(session, console, tear_down=False, timeout=args.timeout)
-            return 1
-        # Ctrl-C is how a served cloud ends; before it was up, it is an interrupted run.
-        interrupted = session.phase not in {"up", "down"}
-        # Through `local down`, the teardown has run already.
-        if not _finish(session, console, tear_down=session.phase == "up", timeout=args.timeout):
-            return 1
-        return 130 if interrupted else 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    """The background owner `local up --detach` starts; its output goes to its log."""
-    config = _config(args)
-    console = _console()
-    with _owning(config.prefix), _signals_interrupt():
-        session = Session(config)
-        try:
-            _start_and_provision(session, args.timeout, console)
-            while not session.stop.wait(POLL_SECONDS):
-                pass
-        except KeyboardInterrupt:
-            console.print("SIGTERM or SIGINT: stopping")
+            # Ctrl-C is how a served cloud ends; before it was up, it is an interrupted run.
+            code = 0 if session.phase == "up" else 130
         except Exception as error:
             _finish(session, console, tear_down=False, timeout=args.timeout)
-            # The parent reports this last line.
-            console.print(f"error: {error}", markup=False)
-            return 1
-        return 0 if _finish(session, console, tear_down=session.phase == "up", timeout=args.timeout) else 1
+            raise CliError(str(error)) from error
+        # After `local down`, the teardown has run already.
+        ok = _finish(session, console, tear_down=session.phase == "up", timeout=args.timeout)
+        return code if ok and session.phase != "failed" else 1
 
 
 def _up_detached(args: argparse.Namespace) -> int:
@@ -623,7 +609,7 @@ def _status_of(control: Control) -> dict[str, Any]:
 
 def _last_error(log: Path) -> str:
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
-    errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+    errors = [line.removeprefix(ERROR_PREFIX) for line in lines if line.startswith(ERROR_PREFIX)]
     return errors[-1] if errors else (lines[-1] if lines else f"no output (see {log})")
 
 
@@ -818,6 +804,7 @@ PARAMETER_HELP = "override a template parameter, e.g. VpcCidr=10.77.0.0/16 (repe
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="swarmwarden", description="swarmwarden developer tools")
     groups = parser.add_subparsers(dest="group", required=True)
+    apiclient.add_commands(groups)
     local = groups.add_parser("local", help="the local cloud: the deployed system on this machine (root)")
     commands = local.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -872,21 +859,22 @@ def _non_negative(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if os.geteuid() != 0:
-        print("swarmwarden: the local cloud needs root (namespaces, bridges, dockerd): run as root", file=sys.stderr)
+    # The API commands only sign HTTP requests; the local cloud itself needs root.
+    if args.group == "local" and os.geteuid() != 0:
+        print(f"{ERROR_PREFIX}the local cloud needs root (namespaces, bridges, dockerd): run as root", file=sys.stderr)
         return 1
     try:
         return int(args.handler(args))
     except CliError as error:
-        print(f"swarmwarden: {error}", file=sys.__stderr__)
+        print(f"{ERROR_PREFIX}{error}", file=sys.__stderr__)
         return 1
     except (HostError, ValueError) as error:
         # The bridge refuses a VPC range the machine already routes (another cloud, a VPN, ...).
         hint = " (e.g. --parameter VpcCidr=10.77.0.0/16)" if "overlaps route" in str(error) else ""
-        print(f"swarmwarden: {error}{hint}", file=sys.__stderr__)
+        print(f"{ERROR_PREFIX}{error}{hint}", file=sys.__stderr__)
         return 1
     except KeyboardInterrupt:
-        print("swarmwarden: interrupted", file=sys.__stderr__)
+        print(f"{ERROR_PREFIX}interrupted", file=sys.__stderr__)
         return 130
 
 

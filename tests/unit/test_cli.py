@@ -45,10 +45,10 @@ def test_an_error_between_steps_gets_a_step_of_its_own() -> None:
 
 def test_the_reason_is_the_last_error_line(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
-    log.write_text("starting\nerror: first\ncleaned up\nerror: Create of SwarmCluster failed: X\n")
+    log.write_text("starting\nswarmwarden: first\ncleaned up\nswarmwarden: Create of SwarmCluster failed: X\n")
     assert _last_error(log) == "Create of SwarmCluster failed: X"
-    log.write_text("starting\nswarmwarden: prefix swl is in use\n")
-    assert _last_error(log) == "swarmwarden: prefix swl is in use"
+    log.write_text("starting\nTraceback: something else\n")
+    assert _last_error(log) == "Traceback: something else"
     assert "no output" in _last_error(tmp_path / "missing.log")
 
 
