@@ -203,6 +203,51 @@ class ClusterStore:
             for item in page["Items"]
         ]
 
+    # ------------------------------------------------------------------ repair's pause and slot claims
+    def pause_repairs(self, cluster: str, reason: str) -> None:
+        """The circuit breaker: an item `PAUSE` that stops automatic repair until an operator deletes it."""
+        self._db.put_item(
+            TableName=self._table, Item=item_key(cluster, "PAUSE") | to_item({"reason": reason, "at": now_iso()})
+        )
+
+    def repairs_paused(self, cluster: str) -> str | None:
+        """The reason repair is paused, or None when it is not."""
+        item = self._db.get_item(TableName=self._table, Key=item_key(cluster, "PAUSE"), ConsistentRead=True).get("Item")
+        return None if item is None else str(from_item(item).get("reason", "paused"))
+
+    def claim_slot(self, cluster: str, slot: str, owner: str) -> bool:
+        """Reserves a slot name for `owner` (an operation); True also when `owner` holds it already."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=item_key(cluster, f"SLOT#{slot}") | to_item({"owner": owner}),
+                ConditionExpression="attribute_not_exists(pk) OR #o = :o",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":o": {"S": owner}},
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def slot_claims(self, cluster: str) -> dict[str, str]:
+        """Claimed slot -> owner."""
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :slot)",
+            ExpressionAttributeValues={":pk": {"S": f"CLUSTER#{cluster}"}, ":slot": {"S": "SLOT#"}},
+            ConsistentRead=True,
+        )
+        return {
+            str(item["sk"]["S"]).removeprefix("SLOT#"): str(item["owner"]["S"])
+            for page in pages
+            for item in page["Items"]
+        }
+
+    def release_slot(self, cluster: str, slot: str) -> None:
+        self._db.delete_item(TableName=self._table, Key=item_key(cluster, f"SLOT#{slot}"))
+
     def delete_nodes(self, cluster: str) -> int:
         records = self.nodes(cluster)
         for record in records:
