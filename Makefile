@@ -1,5 +1,7 @@
 # Everything we do often. `make demo` and `make test` set themselves up.
-PYTHON313 ?= $(shell command -v python3.13 2>/dev/null || echo /root/.pyenv/versions/3.13.0/bin/python3.13)
+# The interpreter itself, not a pyenv shim: with the shims' directory put on PATH below (as
+# `.../shims/`), a shim finds itself again and loops forever when 3.13 is not pyenv's version.
+PYTHON313 ?= $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || echo /root/.pyenv/versions/3.13.0/bin/python3.13)
 VENV      := .venv
 BIN       := $(VENV)/bin
 # sam build looks for python3.13 on PATH.
