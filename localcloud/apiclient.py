@@ -1,0 +1,474 @@
+"""`swarmwarden status|scale|operation|services`: the HTTP API from a terminal.
+
+Every request is SigV4-signed (service `execute-api`), as the API's AWS_IAM authorizer requires. Where
+the API is, in this order:
+1. `--api URL`; a loopback URL is a local cloud, signed with its well-known credentials.
+2. `--stack NAME`: the stack's `ApiUrl` output, signed with the caller's AWS credentials (botocore's chain).
+3. A running local cloud: the one `--prefix` names, or the only one running (its control file, so root).
+4. The stack `swarmwarden`.
+
+Exit codes: 0 done; 2 the API refused the request (any 4xx: bad input, an unknown name, a conflict, no
+access), or the command line was wrong; 1 anything else (unreachable, a 5xx, an operation that failed, a
+`--wait` that ran out of time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import botocore.exceptions
+import botocore.session
+from rich.console import Console
+from rich.table import Table
+
+from localcloud.httpapi import sign_request
+
+DEFAULT_STACK = "swarmwarden"
+# HttpApiServer's defaults: the local cloud's fake credentials and region (CloudConfig's).
+LOCAL_ACCESS_KEY = LOCAL_SECRET_KEY = "testing"  # noqa: S105 - well known, accepted on loopback only
+LOCAL_REGION = "us-east-1"
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+# The operation statuses after which nothing changes any more (compared case-insensitively).
+FINAL_STATUSES = frozenset({"succeeded", "failed", "aborted", "timed_out", "cancelled"})
+_EXECUTE_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
+_ERROR_PREFIX = "swarmwarden: "
+
+
+class ApiError(Exception):
+    """A request that did not succeed: the API's message, its field errors, and the exit code it means."""
+
+    def __init__(self, message: str, *, status: int | None = None, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.fields = fields
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_REFUSED if self.status is not None and 400 <= self.status < 500 else EXIT_FAILED
+
+
+# ---------------------------------------------------------------------------------- the transport
+@dataclass(frozen=True)
+class Api:
+    """One HTTP API and the credentials that sign for it."""
+
+    url: str
+    region: str
+    access_key: str
+    secret_key: str
+    session_token: str | None = None
+    timeout: float = 30.0
+
+    def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        """The JSON answer of a 2xx; an ApiError with the API's message otherwise."""
+        url = self.url.rstrip("/") + path
+        data = json.dumps(body).encode() if body is not None else b""
+        unsigned = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
+        signed = sign_request(
+            method,
+            url,
+            data,
+            unsigned,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            region=self.region,
+            session_token=self.session_token,
+        )
+        request = urllib.request.Request(url, data=data or None, method=method, headers=signed)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                payload = response.read()
+        except urllib.error.HTTPError as error:
+            raise _api_error(method, path, error.code, error.read()) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            raise ApiError(f"{method} {url}: no answer ({getattr(error, 'reason', error)})") from None
+        return json.loads(payload) if payload else None
+
+
+def _api_error(method: str, path: str, status: int, payload: bytes) -> ApiError:
+    """The message and field errors of an error body, in the shapes the API and API Gateway answer."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        body = payload.decode(errors="replace").strip()
+    message = f"{method} {path}: HTTP {status}"
+    fields: list[str] = []
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        error = error if isinstance(error, dict) else {"message": error}
+        text = error.get("message") or error.get("detail") or body.get("message")
+        if isinstance(text, str) and text:
+            message = f"{message}: {text}"
+        fields = _field_errors(error) or _field_errors(body)
+    elif body:
+        message = f"{message}: {body}"
+    return ApiError(message, status=status, fields=tuple(fields))
+
+
+def _field_errors(error: dict[str, Any]) -> list[str]:
+    for key in ("fields", "errors", "detail"):
+        items = error.get(key)
+        if isinstance(items, list):
+            return [_field_error(item) for item in items]
+    return []
+
+
+def _field_error(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    field = item.get("field") or item.get("name") or ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+    text = item.get("message") or item.get("msg") or ""
+    return f"{field}: {text}" if field else str(text)
+
+
+# ---------------------------------------------------------------------------------- where the API is
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _local_api(prefix: str | None) -> str | None:
+    """The API URL of the running local cloud `prefix` names, or of the only one running."""
+    # Imported here: cli.py imports this module to register its commands.
+    from localcloud.cli import CliError, _control
+    from localcloud.hosts import STATE_ROOT
+
+    prefixes = [prefix] if prefix else sorted(p.name for p in STATE_ROOT.glob("*") if p.is_dir())
+    running = {p: control for p in prefixes if (control := _control(p)) is not None}
+    if not running:
+        if prefix:
+            raise ApiError(f"no local cloud is running on prefix {prefix}")
+        return None
+    if len(running) > 1:
+        raise ApiError(f"local clouds are running on prefixes {', '.join(running)}: choose one with --prefix")
+    [(name, control)] = running.items()
+    try:
+        url = str(control.request("GET", "/status", timeout=10)["api_url"])
+    except CliError as error:
+        raise ApiError(str(error)) from None
+    if not url:
+        raise ApiError(f"the local cloud {name} serves no HTTP API (the template has no routes)")
+    return url
+
+
+def _stack_api(session: botocore.session.Session, stack: str, region: str) -> str:
+    client: Any = session.create_client("cloudformation", region_name=region)
+    try:
+        stacks = client.describe_stacks(StackName=stack)["Stacks"]
+    except botocore.exceptions.ClientError as error:
+        raise ApiError(f"stack {stack} in {region}: {error}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for s in stacks for o in s.get("Outputs", [])}
+    if "ApiUrl" not in outputs:
+        raise ApiError(f"stack {stack} in {region} has no ApiUrl output")
+    return str(outputs["ApiUrl"])
+
+
+def resolve(args: argparse.Namespace) -> Api:
+    """The API the arguments name, with the credentials that sign for it (see the module's docstring)."""
+    url = args.api or (None if args.stack else _local_api(args.prefix))
+    if url is not None and _is_loopback(url):
+        return Api(url, args.region or LOCAL_REGION, LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, timeout=args.request_timeout)
+    session = botocore.session.Session()
+    region = args.region or _region_of(url) or session.get_config_variable("region")
+    if not region:
+        raise ApiError("no AWS region: pass --region or configure one (AWS_REGION, ~/.aws/config)")
+    try:
+        credentials = session.get_credentials()
+        if url is None:
+            url = _stack_api(session, args.stack or DEFAULT_STACK, region)
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+    except botocore.exceptions.BotoCoreError as error:
+        raise ApiError(str(error)) from None
+    if frozen is None:
+        raise ApiError("no AWS credentials found (botocore's chain: environment, ~/.aws, SSO, instance role)")
+    return Api(url, region, str(frozen.access_key), str(frozen.secret_key), frozen.token, timeout=args.request_timeout)
+
+
+def _region_of(url: str | None) -> str | None:
+    match = _EXECUTE_API_HOST.search(urllib.parse.urlsplit(url or "").hostname or "")
+    return match.group(1) if match else None
+
+
+# ---------------------------------------------------------------------------------- the view
+def _console() -> Console:
+    return Console(highlight=False, emoji=False, soft_wrap=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) or "-"
+    return str(value)
+
+
+def _records(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    return table
+
+
+def _table_like(value: Any) -> bool:
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(item, dict) for item in value)
+    return isinstance(value, dict) and any(isinstance(v, dict | list) for v in value.values())
+
+
+def render(console: Console, answer: Any, title: str = "") -> None:
+    """Readable without knowing the shape: lists of objects as tables, objects as `key: value` lines."""
+    if isinstance(answer, list) and all(isinstance(item, dict) for item in answer):
+        console.print(_records(title, answer) if answer else f"{title}: none")
+        return
+    if not isinstance(answer, dict):
+        console.print(_cell(answer), markup=False)
+        return
+    nested: list[tuple[str, Any]] = []
+    for key, value in answer.items():
+        if _table_like(value):
+            nested.append((key, value))
+        else:
+            console.print(f"{key}: {_cell(value)}", markup=False)
+    for key, value in nested:
+        render(console, value, key)
+
+
+def _print_json(answer: Any) -> None:
+    sys.stdout.write(json.dumps(answer, indent=2) + "\n")
+
+
+# ---------------------------------------------------------------------------------- commands
+def _show(args: argparse.Namespace, answer: Any, title: str = "") -> int:
+    if args.json:
+        _print_json(answer)
+    else:
+        render(_console(), answer, title)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _show(args, resolve(args).request("GET", "/cluster"), "cluster")
+
+
+def cmd_operation(args: argparse.Namespace) -> int:
+    return _show(args, resolve(args).request("GET", f"/operations/{_quote(args.id)}"), "operation")
+
+
+def operation_id(answer: Any) -> str:
+    """The operation id a 202 names."""
+    if isinstance(answer, dict):
+        nested = answer.get("operation")
+        for found in (
+            answer.get("operation_id"),
+            answer.get("id"),
+            nested.get("id") if isinstance(nested, dict) else None,
+        ):
+            if isinstance(found, str) and found:
+                return found
+    raise ApiError(f"the API answered no operation id: {answer!r}")
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    api = resolve(args)
+    # Generated when not given, so a retry of this very request (same key) cannot start a second scale.
+    key = args.idempotency_key or str(uuid.uuid4())
+    answer = api.request(
+        "PUT", "/cluster/capacity", {"managers": args.managers, "workers": args.workers}, {"Idempotency-Key": key}
+    )
+    if not args.wait:
+        if args.json:
+            _print_json(answer)
+        else:
+            _console().print(f"operation {operation_id(answer)} started (Idempotency-Key {key})", markup=False)
+        return 0
+    return wait_for(api, operation_id(answer), args.timeout, args.poll, json_output=args.json)
+
+
+def _step_line(step: dict[str, Any]) -> str:
+    name = step.get("name") or step.get("step") or "?"
+    rest = " ".join(f"{k}={_cell(v)}" for k, v in step.items() if k not in {"name", "step"})
+    return f"  {name} {rest}".rstrip()
+
+
+def wait_for(
+    api: Api,
+    operation: str,
+    timeout: float,
+    poll: float,
+    *,
+    json_output: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Polls the operation until it ends (0 if it succeeded) or `timeout` runs out (1), printing each
+    step as it changes; with `json_output`, only the final answer."""
+    console = _console()
+    deadline = time.monotonic() + timeout
+    shown: set[str] = set()
+    if not json_output:
+        console.print(f"operation {operation}: waiting up to {timeout:.0f} s", markup=False)
+    while True:
+        answer = api.request("GET", f"/operations/{_quote(operation)}")
+        status = str(answer.get("status", "")) if isinstance(answer, dict) else ""
+        if not json_output:
+            for step in answer.get("steps", []) if isinstance(answer, dict) else []:
+                line = _step_line(step) if isinstance(step, dict) else f"  {step}"
+                if line not in shown:
+                    shown.add(line)
+                    console.print(line, markup=False)
+        if status.lower() in FINAL_STATUSES:
+            if json_output:
+                _print_json(answer)
+            else:
+                error = answer.get("error")
+                console.print(f"operation {operation}: {status}" + (f": {_cell(error)}" if error else ""), markup=False)
+            return 0 if status.lower() == "succeeded" else EXIT_FAILED
+        if time.monotonic() + poll > deadline:
+            raise ApiError(f"operation {operation} still {status or 'unknown'} after {timeout:.0f} s")
+        sleep(poll)
+
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")
+
+
+def cmd_services_list(args: argparse.Namespace) -> int:
+    return _show(args, resolve(args).request("GET", "/services"), "services")
+
+
+def cmd_services_show(args: argparse.Namespace) -> int:
+    return _show(args, resolve(args).request("GET", f"/services/{_quote(args.name)}"), args.name)
+
+
+def port_spec(text: str) -> dict[str, Any]:
+    """`PUBLISHED:TARGET[/PROTOCOL]`, e.g. 8080:80 or 5353:53/udp."""
+    match = re.fullmatch(r"(\d+):(\d+)(?:/(tcp|udp|sctp))?", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PUBLISHED:TARGET[/tcp|udp|sctp]")
+    return {"published": int(match[1]), "target": int(match[2]), "protocol": match[3] or "tcp"}
+
+
+def env_spec(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def service_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": args.name, "image": args.image, "replicas": args.replicas}
+    if args.port:
+        body["ports"] = args.port
+    if args.env:
+        body["env"] = dict(args.env)
+    if args.constraint:
+        body["constraints"] = args.constraint
+    return body
+
+
+def cmd_services_create(args: argparse.Namespace) -> int:
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    return _show(args, resolve(args).request("POST", "/services", service_body(args), headers), args.name)
+
+
+def cmd_services_delete(args: argparse.Namespace) -> int:
+    answer = resolve(args).request("DELETE", f"/services/{_quote(args.name)}")
+    if args.json:
+        _print_json(answer)
+    else:
+        _console().print(f"deleted {args.name}", markup=False)
+    return 0
+
+
+# ---------------------------------------------------------------------------------- arguments
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _reporting(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The API's message and field errors on stderr, and the exit code they mean."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ApiError as error:
+            print(f"{_ERROR_PREFIX}{error}", file=sys.stderr)
+            for field in error.fields:
+                print(f"  {field}", file=sys.stderr)
+            return error.exit_code
+
+    return run
+
+
+def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Registers `status`, `scale`, `operation` and `services ...` on the `swarmwarden` parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    target = common.add_argument_group("which API")
+    target.add_argument("--api", metavar="URL", help="the API's URL; a loopback URL is a local cloud")
+    target.add_argument(
+        "--stack", metavar="NAME", help=f"the stack whose ApiUrl output to use (default {DEFAULT_STACK})"
+    )
+    target.add_argument("--prefix", help="the running local cloud to use (default: the only one running)")
+    target.add_argument("--region", help="AWS region (default: the API URL's, else your AWS configuration)")
+    target.add_argument("--request-timeout", type=_positive_seconds, default=30.0, metavar="SECONDS")
+    common.add_argument("--json", action="store_true", help="the API's answer as JSON")
+
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help_text, description=help_text, parents=[common])
+        sub.set_defaults(handler=_reporting(handler))
+        return sub
+
+    command(groups, "status", cmd_status, "the cluster: desired and actual counts, nodes, the current operation")
+    scale = command(groups, "scale", cmd_scale, "start a scale operation (202 and its id); --wait follows it")
+    scale.add_argument("--managers", type=int, required=True, help="1, 3, 5 or 7")
+    scale.add_argument("--workers", type=int, required=True)
+    scale.add_argument("--idempotency-key", metavar="KEY", help="repeat a request without starting a second scale")
+    scale.add_argument("--wait", action="store_true", help="follow the operation's steps until it ends")
+    scale.add_argument("--timeout", type=_positive_seconds, default=1800.0, help="seconds --wait waits (1800)")
+    scale.add_argument("--poll", type=_positive_seconds, default=2.0, help=argparse.SUPPRESS)
+    operation = command(groups, "operation", cmd_operation, "an operation: status, steps, error")
+    operation.add_argument("id")
+
+    services = groups.add_parser("services", help="the swarm's services", description="the swarm's services")
+    actions = services.add_subparsers(dest="action", required=True, metavar="ACTION")
+    command(actions, "list", cmd_services_list, "each service with its tasks per node")
+    command(actions, "show", cmd_services_show, "one service").add_argument("name")
+    create = command(actions, "create", cmd_services_create, "create a service (runs on a manager)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--image", required=True)
+    create.add_argument("--replicas", type=int, default=1)
+    create.add_argument("--port", type=port_spec, action="append", default=[], metavar="P:T[/PROTO]",
+                        help="publish TARGET on each node's PUBLISHED port (host mode; repeatable)")  # fmt: skip
+    create.add_argument("--env", type=env_spec, action="append", default=[], metavar="K=V", help="(repeatable)")
+    create.add_argument("--constraint", action="append", default=[], metavar="C",
+                        help="a placement constraint, e.g. node.role==worker (repeatable)")  # fmt: skip
+    create.add_argument("--idempotency-key", metavar="KEY", help="repeat a request without creating twice")
+    command(actions, "delete", cmd_services_delete, "remove a service").add_argument("name")
