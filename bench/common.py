@@ -154,7 +154,8 @@ def machine() -> dict[str, Any]:
 def commit() -> dict[str, Any]:
     return {
         "commit": _command("git", "rev-parse", "HEAD"),
-        "dirty": bool(_command("git", "status", "--porcelain", "--untracked-files=no")),
+        # Tracked files that differed from the commit when the figures were taken.
+        "dirty": _command("git", "status", "--porcelain", "--untracked-files=no").splitlines(),
     }
 
 
