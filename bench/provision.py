@@ -78,7 +78,8 @@ FLOOR_EQUIVALENT = {
     "JoinWorkers": "join workers (parallel)",
     "VerifySwarm": "all nodes Ready",
 }
-_SCRIPT_NAME = re.compile(r'^SCRIPT="([a-z-]+)"', re.MULTILINE)
+# A script names itself in `SCRIPT="..."` and in its header comment (`# init: ...`).
+_SCRIPT_NAME = re.compile(r'^SCRIPT="([a-z-]+)"|^# ([a-z-]+): ', re.MULTILINE)
 
 
 # ---------------------------------------------------------------------------------------- workflow arm
@@ -112,7 +113,8 @@ class TimedCloud(LocalCloud):
         match = _SCRIPT_NAME.search(text)
         ok = result is not None and result.ok
         error = "" if ok else str((result.output or {}).get("error", "no result")) if result else "host gone"
-        self.scripts.append(Span(match.group(1) if match else "?", instance_id, started, time.time(), ok, error[:300]))
+        name = (match.group(1) or match.group(2)) if match else "?"
+        self.scripts.append(Span(name, instance_id, started, time.time(), ok, error[:300]))
         return result
 
     def outputs(self) -> dict[str, str]:
