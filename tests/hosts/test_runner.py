@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import swarmwarden
+from swarmwarden.commands import TOKEN_MARKER, render
 
 from localcloud.hosts import Host
 from localcloud.image import IMAGE
@@ -100,15 +101,18 @@ def test_a_daemon_kill_leaves_the_host_on_the_network(cloud: Cloud, host: Host) 
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
-def test_script_follows_the_contract(script: Path) -> None:
-    text = script.read_text()
-    assert text.startswith("#!/bin/sh\n")
-    assert "\nset -eu\n" in text
+def test_rendered_script_follows_the_contract(script: Path) -> None:
+    text = render(script.stem, {})
+    assert "set -eu\n" in text
     assert "set -x" not in text
     assert "trap on_exit EXIT" in text
+    assert TOKEN_MARKER not in text
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
-def test_scripts_pass_shellcheck() -> None:
-    result = subprocess.run(["shellcheck", "-s", "sh", *map(str, SCRIPTS)], capture_output=True, text=True, check=False)
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_rendered_script_passes_shellcheck(script: Path, tmp_path: Path) -> None:
+    rendered = tmp_path / script.name
+    rendered.write_text(render(script.stem, {}))
+    result = subprocess.run(["shellcheck", "-s", "sh", str(rendered)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
