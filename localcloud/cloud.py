@@ -513,13 +513,16 @@ class LocalCloud:
         for instance_id, host in list(self.hosts.items()):
             if not self.agents.get(instance_id):
                 continue
-            client = docker.DockerClient(base_url=host.docker_host, timeout=5)
+            client = None
             try:
+                client = docker.DockerClient(base_url=host.docker_host, timeout=5)
                 nodes = client.nodes.list()
-            except docker.errors.APIError:
+            except (docker.errors.DockerException, OSError):
+                # A worker refuses (APIError); a dead or hung daemon does not answer at all: ask the next host.
                 continue
             finally:
-                client.close()
+                if client is not None:
+                    client.close()
             found = {}
             for node in nodes:
                 attrs = node.attrs
