@@ -32,6 +32,7 @@ import botocore.exceptions
 import botocore.session
 from rich.console import Console
 from rich.table import Table
+from swarmwarden.adapters.operations import OperationStatus
 
 from localcloud.httpapi import sign_request
 
@@ -41,8 +42,7 @@ LOCAL_ACCESS_KEY = LOCAL_SECRET_KEY = "testing"  # noqa: S105 - well known, acce
 LOCAL_REGION = "us-east-1"
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
-# The operation statuses after which nothing changes any more (compared case-insensitively).
-FINAL_STATUSES = frozenset({"succeeded", "failed", "aborted", "timed_out", "cancelled"})
+FINAL_STATUSES = frozenset({OperationStatus.SUCCEEDED, OperationStatus.FAILED})
 _EXECUTE_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 _ERROR_PREFIX = "swarmwarden: "
 
@@ -99,39 +99,23 @@ class Api:
 
 
 def _api_error(method: str, path: str, status: int, payload: bytes) -> ApiError:
-    """The message and field errors of an error body, in the shapes the API and API Gateway answer."""
+    """The API's ErrorBody (`message`, `errors` of `{field, problem}`, `operation_id` on a 409), or API
+    Gateway's own `{"message"}` (403, 404 of an unknown route, 500), or whatever text came."""
     try:
         body = json.loads(payload)
     except ValueError:
         body = payload.decode(errors="replace").strip()
     message = f"{method} {path}: HTTP {status}"
-    fields: list[str] = []
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        error = error if isinstance(error, dict) else {"message": error}
-        text = error.get("message") or error.get("detail") or body.get("message")
-        if isinstance(text, str) and text:
-            message = f"{message}: {text}"
-        fields = _field_errors(error) or _field_errors(body)
-    elif body:
-        message = f"{message}: {body}"
-    return ApiError(message, status=status, fields=tuple(fields))
-
-
-def _field_errors(error: dict[str, Any]) -> list[str]:
-    for key in ("fields", "errors", "detail"):
-        items = error.get(key)
-        if isinstance(items, list):
-            return [_field_error(item) for item in items]
-    return []
-
-
-def _field_error(item: Any) -> str:
-    if not isinstance(item, dict):
-        return str(item)
-    field = item.get("field") or item.get("name") or ".".join(str(p) for p in item.get("loc", ()) if p != "body")
-    text = item.get("message") or item.get("msg") or ""
-    return f"{field}: {text}" if field else str(text)
+    if not isinstance(body, dict):
+        return ApiError(f"{message}: {body}" if body else message, status=status)
+    if body.get("message"):
+        message = f"{message}: {body['message']}"
+    if body.get("operation_id"):
+        message = f"{message} (operation {body['operation_id']})"
+    errors = body.get("errors")
+    errors = errors if isinstance(errors, list) else []
+    fields = tuple(f"{e.get('field')}: {e.get('problem')}" if isinstance(e, dict) else str(e) for e in errors)
+    return ApiError(message, status=status, fields=fields)
 
 
 # ---------------------------------------------------------------------------------- where the API is
@@ -275,20 +259,6 @@ def cmd_operation(args: argparse.Namespace) -> int:
     return _show(args, resolve(args).request("GET", f"/operations/{_quote(args.id)}"), "operation")
 
 
-def operation_id(answer: Any) -> str:
-    """The operation id a 202 names."""
-    if isinstance(answer, dict):
-        nested = answer.get("operation")
-        for found in (
-            answer.get("operation_id"),
-            answer.get("id"),
-            nested.get("id") if isinstance(nested, dict) else None,
-        ):
-            if isinstance(found, str) and found:
-                return found
-    raise ApiError(f"the API answered no operation id: {answer!r}")
-
-
 def cmd_scale(args: argparse.Namespace) -> int:
     api = resolve(args)
     # Generated when not given, so a retry of this very request (same key) cannot start a second scale.
@@ -296,19 +266,21 @@ def cmd_scale(args: argparse.Namespace) -> int:
     answer = api.request(
         "PUT", "/cluster/capacity", {"managers": args.managers, "workers": args.workers}, {"Idempotency-Key": key}
     )
-    if not args.wait:
-        if args.json:
-            _print_json(answer)
-        else:
-            _console().print(f"operation {operation_id(answer)} started (Idempotency-Key {key})", markup=False)
-        return 0
-    return wait_for(api, operation_id(answer), args.timeout, args.poll, json_output=args.json)
+    # No operation when the cluster already has these counts.
+    operation = answer.get("operation_id")
+    if operation and args.wait:
+        return wait_for(api, operation, args.timeout, args.poll, json_output=args.json)
+    if args.json:
+        _print_json(answer)
+    elif operation:
+        _console().print(f"operation {operation} {answer['status']} (Idempotency-Key {key})", markup=False)
+    else:
+        _console().print(answer["message"], markup=False)
+    return 0
 
 
 def _step_line(step: dict[str, Any]) -> str:
-    name = step.get("name") or step.get("step") or "?"
-    rest = " ".join(f"{k}={_cell(v)}" for k, v in step.items() if k not in {"name", "step"})
-    return f"  {name} {rest}".rstrip()
+    return f"  {step['at']}  {step['name']}  {step.get('detail', '')}".rstrip()
 
 
 def wait_for(
@@ -329,22 +301,22 @@ def wait_for(
         console.print(f"operation {operation}: waiting up to {timeout:.0f} s", markup=False)
     while True:
         answer = api.request("GET", f"/operations/{_quote(operation)}")
-        status = str(answer.get("status", "")) if isinstance(answer, dict) else ""
+        status = answer["status"]
         if not json_output:
-            for step in answer.get("steps", []) if isinstance(answer, dict) else []:
-                line = _step_line(step) if isinstance(step, dict) else f"  {step}"
+            for step in answer["steps"]:
+                line = _step_line(step)
                 if line not in shown:
                     shown.add(line)
                     console.print(line, markup=False)
-        if status.lower() in FINAL_STATUSES:
+        if status in FINAL_STATUSES:
             if json_output:
                 _print_json(answer)
             else:
                 error = answer.get("error")
                 console.print(f"operation {operation}: {status}" + (f": {_cell(error)}" if error else ""), markup=False)
-            return 0 if status.lower() == "succeeded" else EXIT_FAILED
+            return 0 if status == OperationStatus.SUCCEEDED else EXIT_FAILED
         if time.monotonic() + poll > deadline:
-            raise ApiError(f"operation {operation} still {status or 'unknown'} after {timeout:.0f} s")
+            raise ApiError(f"operation {operation} still {status} after {timeout:.0f} s")
         sleep(poll)
 
 
@@ -377,6 +349,8 @@ def env_spec(text: str) -> tuple[str, str]:
 
 def service_body(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {"name": args.name, "image": args.image, "replicas": args.replicas}
+    if args.command:
+        body["command"] = args.command
     if args.port:
         body["ports"] = args.port
     if args.env:
@@ -471,4 +445,5 @@ def add_commands(groups: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument("--constraint", action="append", default=[], metavar="C",
                         help="a placement constraint, e.g. node.role==worker (repeatable)")  # fmt: skip
     create.add_argument("--idempotency-key", metavar="KEY", help="repeat a request without creating twice")
+    create.add_argument("command", nargs="*", help="the command and its arguments (after --)")
     command(actions, "delete", cmd_services_delete, "remove a service").add_argument("name")

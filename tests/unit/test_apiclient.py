@@ -64,7 +64,9 @@ Run = Callable[..., tuple[int, str, str]]
 @pytest.fixture
 def run(api: tuple[ScriptedApi, str], capsys: pytest.CaptureFixture[str]) -> Run:
     def run(*argv: str) -> tuple[int, str, str]:
-        code = main([*argv, "--api", api[1]])
+        # Before any `--`, after which everything is the service's command.
+        end = argv.index("--") if "--" in argv else len(argv)
+        code = main([*argv[:end], "--api", api[1], *argv[end:]])
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -98,10 +100,10 @@ def test_status_is_signed_and_shown_as_json_or_a_table(api: tuple[ScriptedApi, s
 
 def test_scale_sends_the_counts_and_an_idempotency_key(api: tuple[ScriptedApi, str], run: Run) -> None:
     function, _ = api
-    function.answers["PUT /cluster/capacity"] = [(202, {"operation_id": "op-1", "status": "RUNNING"})]
+    function.answers["PUT /cluster/capacity"] = [(202, {"operation_id": "op-1", "status": "pending", "message": ""})]
     code, out, _ = run("scale", "--managers", "3", "--workers", "2", "--idempotency-key", "k-1")
     assert code == 0
-    assert "operation op-1 started (Idempotency-Key k-1)" in out
+    assert "operation op-1 pending (Idempotency-Key k-1)" in out
     event = function.events[-1]
     assert json.loads(event["body"]) == {"managers": 3, "workers": 2}
     assert event["headers"]["idempotency-key"] == "k-1"
@@ -112,31 +114,37 @@ def test_scale_sends_the_counts_and_an_idempotency_key(api: tuple[ScriptedApi, s
     assert len(keys) == 3
 
 
-@pytest.mark.parametrize(("final", "code"), [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_scale_to_the_current_counts_starts_nothing(api: tuple[ScriptedApi, str], run: Run) -> None:
+    unchanged = {"operation_id": None, "status": "unchanged", "message": "already 1 managers and 1 workers"}
+    api[0].answers["PUT /cluster/capacity"] = [(200, unchanged)]
+    assert run("scale", "--managers", "1", "--workers", "1", "--wait") == (0, unchanged["message"] + "\n", "")
+
+
+@pytest.mark.parametrize(("final", "code"), [("succeeded", 0), ("failed", 1)])
 def test_scale_wait_follows_the_steps_until_the_operation_ends(
     api: tuple[ScriptedApi, str], run: Run, final: str, code: int
 ) -> None:
     function, _ = api
-    function.answers["PUT /cluster/capacity"] = [(202, {"operation_id": "op-2"})]
-    step = {"name": "plan", "status": "SUCCEEDED", "at": "2026-11-27T06:00:00Z"}
+    function.answers["PUT /cluster/capacity"] = [(202, {"operation_id": "op-2", "status": "pending", "message": ""})]
+    step = {"name": "plan", "at": "2026-11-27T06:00:00Z", "detail": "out by 1 worker"}
     function.answers["GET /operations/{id}"] = [
-        (200, {"id": "op-2", "status": "RUNNING", "steps": []}),
-        (200, {"id": "op-2", "status": "RUNNING", "steps": [step]}),
-        (200, {"id": "op-2", "status": final, "steps": [step], "error": "boom" if final == "FAILED" else None}),
+        (200, {"id": "op-2", "status": "running", "steps": []}),
+        (200, {"id": "op-2", "status": "running", "steps": [step]}),
+        (200, {"id": "op-2", "status": final, "steps": [step], "error": "boom" if final == "failed" else None}),
     ]
     result, out, _ = run("scale", "--managers", "1", "--workers", "1", "--wait", "--poll", "0.01")
     assert result == code
-    assert out.count("plan status=SUCCEEDED") == 1
+    assert out.count("2026-11-27T06:00:00Z  plan  out by 1 worker") == 1
     assert f"operation op-2: {final}" in out
-    assert ("boom" in out) == (final == "FAILED")
+    assert ("boom" in out) == (final == "failed")
     assert function.events[-1]["pathParameters"] == {"id": "op-2"}
 
 
 def test_wait_gives_up_after_its_timeout(api: tuple[ScriptedApi, str]) -> None:
     function, url = api
-    function.answers["GET /operations/{id}"] = [(200, {"id": "op-3", "status": "RUNNING", "steps": []})]
+    function.answers["GET /operations/{id}"] = [(200, {"id": "op-3", "status": "running", "steps": []})]
     target = apiclient.Api(url, REGION, "testing", "testing")
-    with pytest.raises(apiclient.ApiError, match="still RUNNING after 5 s") as raised:
+    with pytest.raises(apiclient.ApiError, match="still running after 5 s") as raised:
         apiclient.wait_for(target, "op-3", timeout=5, poll=1, sleep=lambda _s: None)
     assert raised.value.exit_code == 1
 
@@ -146,18 +154,18 @@ def test_wait_gives_up_after_its_timeout(api: tuple[ScriptedApi, str]) -> None:
     [
         (
             422,
-            {"message": "invalid request", "fields": [{"field": "managers", "message": "must be 1, 3, 5 or 7"}]},
+            {"message": "invalid request", "errors": [{"field": "managers", "problem": "must be 1, 3, 5 or 7"}]},
             2,
             ["HTTP 422: invalid request", "managers: must be 1, 3, 5 or 7"],
         ),
         (
-            422,
-            {"statusCode": 422, "detail": [{"loc": ["body", "workers"], "msg": "Input should be a valid integer"}]},
+            409,
+            {"message": "a scale is running", "errors": [], "operation_id": "op-9"},
             2,
-            ["HTTP 422", "workers: Input should be a valid integer"],
+            ["HTTP 409: a scale is running (operation op-9)"],
         ),
-        (409, {"error": {"message": "operation op-9 is running"}}, 2, ["HTTP 409: operation op-9 is running"]),
-        (500, {"message": "Internal Server Error"}, 1, ["HTTP 500: Internal Server Error"]),
+        (503, {"message": "no manager answered", "errors": []}, 1, ["HTTP 503: no manager answered"]),
+        (500, "oops", 1, ["HTTP 500: oops"]),
     ],
 )
 def test_errors_show_the_message_and_fields_and_exit_by_kind(
@@ -181,7 +189,8 @@ def test_services_create_show_list_delete(api: tuple[ScriptedApi, str], run: Run
     }
     argv = ["services", "create", "--name", "web", "--image", "swarmwarden/busybox:local", "--replicas", "2"]
     extra = ["--port", "8080:80", "--port", "5353:53/udp", "--env", "A=1", "--env", "B=x=y"]
-    code, out, _ = run(*argv, *extra, "--constraint", "node.role==worker", "--json")
+    extra += ["--constraint", "node.role==worker", "--json", "--", "sleep", "--long", "1000"]
+    code, out, _ = run(*argv, *extra)
     assert (code, json.loads(out)) == (0, service)
     assert json.loads(function.events[-1]["body"]) == {
         "name": "web",
@@ -193,6 +202,7 @@ def test_services_create_show_list_delete(api: tuple[ScriptedApi, str], run: Run
         ],
         "env": {"A": "1", "B": "x=y"},
         "constraints": ["node.role==worker"],
+        "command": ["sleep", "--long", "1000"],
     }
     assert run("services", "list")[0] == 0
     code, out, _ = run("services", "show", "web")
