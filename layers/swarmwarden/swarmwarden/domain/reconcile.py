@@ -33,7 +33,7 @@ class Kind(StrEnum):
     NEVER_JOINED = "never_joined"  # an instance ran past the grace period without joining
     GHOST_NODE = "ghost_node"  # a Down swarm node that no instance stands behind
     STRAY_NODE = "stray_node"  # a Ready swarm node that is none of our instances
-    DRIFT = "drift"  # the live counts differ from the spec's
+    DRIFT = "drift"  # the live counts differ from the spec's, with no operation in flight
 
 
 class Action(StrEnum):
@@ -109,14 +109,14 @@ def _nodes_by_instance(view: View, live: Mapping[str, Instance]) -> dict[str, li
 
 def _deferred(finding: Finding, view: View) -> Finding:
     """The finding, with the reason its action waits: the operator paused repair, a scale holds the
-    cluster, or repairs in flight are still changing what a termination or a scale would act on."""
+    cluster, or a repair in flight may still be joining the host a termination would end."""
     reason = finding.deferred
     if view.paused:
         reason = "automatic repair is paused"
     elif view.locks.scale:
         reason = "a scale operation holds the cluster"
-    elif finding.action in {Action.SCALE, Action.TERMINATE} and view.locks.repairs:
-        # A repair in flight launches hosts that are not recorded yet and changes the counts.
+    elif finding.action is Action.TERMINATE and view.locks.repairs:
+        # A repair in flight launches a host that is not recorded until it has joined.
         reason = f"{view.locks.repairs} repair(s) in flight"
     if finding.action is Action.REPORT or reason == finding.deferred:
         return finding
@@ -204,6 +204,9 @@ def _node_findings(view: View, live: Mapping[str, Instance]) -> list[Finding]:
 
 
 def _drift(view: View, live: Mapping[str, Instance], records: Mapping[str, Record], acting: bool) -> list[Finding]:
+    if view.locks.scale or view.locks.repairs:
+        # Counts in flux (a replacement launched but not recorded yet, a node retiring) are no drift.
+        return []
     counts = Counter(i.role for i in live.values() if not (r := records.get(i.instance_id)) or not r.owned)
     found = []
     for role in (Role.MANAGER, Role.WORKER):
