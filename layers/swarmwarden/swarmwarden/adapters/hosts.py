@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from swarmwarden.adapters import tags
 from swarmwarden.domain.model import ClusterSpec, Host, NetworkRef, Role
 from swarmwarden.domain.placement import Placement
+from swarmwarden.domain.reconcile import Instance
 from swarmwarden.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -245,6 +246,24 @@ class Hosts:
                     if info.get("PingStatus") == "Online" and "InstanceId" in info
                 )
         return online
+
+    def inventory(self, cluster: str) -> list[Instance]:
+        """Every instance tagged to the cluster that EC2 still lists, with its role and launch time."""
+        roles = {role.value: role for role in Role}
+        return [
+            Instance(
+                instance_id=i["InstanceId"],
+                role=roles.get(_tag_map(i).get(tags.ROLE, "")),
+                state=i["State"]["Name"],
+                private_ip=i.get("PrivateIpAddress", ""),
+                launched_at=i["LaunchTime"].timestamp(),
+            )
+            for i in self._describe([tags.tag_filter(tags.CLUSTER, cluster)])
+        ]
+
+    def terminate(self, cluster: str, instance_ids: Sequence[str]) -> list[str]:
+        """Terminates those of the instances that are the cluster's and not terminated yet."""
+        return self._terminate([{"Name": "instance-id", "Values": list(instance_ids)}], cluster)
 
     def terminate_run(self, cluster: str, run_id: str) -> list[str]:
         """Terminates exactly the instances that run launched (compensation)."""
