@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from localcloud.cli import Step, _blame, _last_error, _parser, _summary
+from localcloud.cli import Step, _blame, _last_error, _parser, _summary, main
 
 
 def test_defaults_and_choices() -> None:
@@ -60,4 +60,13 @@ def test_summary_line() -> None:
     }
     assert _summary(status) == (
         "provisioning: swarmwarden-provision RUNNING JoinWorker; hosts: manager-0:running:manager/ready/leader"
+    )
+
+
+def test_not_root_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert main(["local", "status"]) == 1
+    assert (
+        capsys.readouterr().err
+        == "swarmwarden: the local cloud needs root (namespaces, bridges, dockerd): run as root\n"
     )
