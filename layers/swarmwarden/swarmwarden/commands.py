@@ -11,6 +11,7 @@ from functools import cache
 from importlib import resources
 
 _PARAMETER_NAME = re.compile(r"^SW_[A-Z][A-Z0-9_]*$")
+_SCRIPT_NAME = re.compile(r"^[a-z][a-z-]*$")
 TOKEN_MARKER = "SWMTKN-"  # noqa: S105 - the prefix we scan for, not a secret
 
 
@@ -24,8 +25,14 @@ def script_body(name: str) -> str:
     return resources.files("swarmwarden").joinpath("scripts", f"{name}.sh").read_text(encoding="utf-8")
 
 
+@cache
+def script_library() -> str:
+    """What every script shares (strict mode, JSON results, cleanup, token helpers): `scripts/lib/common.sh`."""
+    return resources.files("swarmwarden").joinpath("scripts", "lib", "common.sh").read_text(encoding="utf-8")
+
+
 def render(name: str, parameters: dict[str, str]) -> str:
-    """The full command text: the parameter exports, then the script itself."""
+    """The full command text: the parameter exports, the shared library, then the script itself."""
     lines = []
     for key, value in sorted(parameters.items()):
         if not _PARAMETER_NAME.match(key):
@@ -33,4 +40,6 @@ def render(name: str, parameters: dict[str, str]) -> str:
         if TOKEN_MARKER in value:
             raise UnsafeCommandError(f"parameter {key} carries a join token")
         lines.append(f"export {key}={shlex.quote(value)}")
-    return "\n".join([*lines, script_body(name)])
+    if not _SCRIPT_NAME.match(name):
+        raise UnsafeCommandError(f"script name {name!r} must look like name-of-script")
+    return "\n".join([*lines, f"SCRIPT='{name}'", script_library(), script_body(name)])

@@ -123,3 +123,4 @@ class NodeStatus(Contract):
     availability: str
     leader: bool
     reachability: str | None = None
+    tasks: int | None = None  # tasks meant to run there (desired state running); None from older scripts

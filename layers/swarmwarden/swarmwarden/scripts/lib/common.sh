@@ -1,0 +1,108 @@
+# common.sh: what every host script shares. swarmwarden.commands.render puts it between the
+# parameter exports (with SCRIPT=<name>) and the script's own body, so a script is never run without it.
+set -eu
+umask 077
+step="starting"
+finished=0
+work=$(mktemp -d)
+# AWS CLI v2 pipes output through a pager unless told not to; hosts may have none.
+export AWS_PAGER=""
+
+# $1 as a JSON string. Redacts anything that looks like a join token, as a last line of defence.
+json_str() {
+	printf '"%s"' "$(printf '%s' "$1" | sed -e 's/SWMTK[N]-[A-Za-z0-9-]*/<redacted>/g' -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr '\n\t\r' '   ')"
+}
+
+fail() {
+	finished=1
+	printf '{"error": %s}\n' "$(json_str "$SCRIPT: $1")"
+	exit 1
+}
+
+emit() {
+	finished=1
+	printf '%s\n' "$1"
+}
+
+# Any exit without a result (set -e, a signal) still ends stdout with one JSON object.
+on_exit() {
+	rc=$?
+	rm -rf "$work"
+	if [ "$rc" -ne 0 ] && [ "$finished" -eq 0 ]; then
+		printf '{"error": %s}\n' "$(json_str "$SCRIPT: failed while $step (exit $rc)")"
+	fi
+	exit "$rc"
+}
+
+trap on_exit EXIT
+trap 'exit 143' HUP INT TERM
+
+require() {
+	for name in "$@"; do
+		eval "value=\${$name:-}"
+		[ -n "$value" ] || fail "parameter $name is required"
+	done
+}
+
+require_manager() {
+	step="checking that this host is a swarm manager"
+	control=$(docker info --format '{{.Swarm.ControlAvailable}}' 2>"$work/err") || fail "docker is not answering: $(cat "$work/err")"
+	[ "$control" = true ] || fail "this host is not a swarm manager"
+}
+
+# Sets $node_id from SW_NODE, a node id or a hostname (empty when no node matches). After a
+# replacement two nodes can share a hostname: then the one whose status is $1 is meant.
+resolve_node() {
+	step="looking up node $SW_NODE"
+	docker node ls --format '{{.ID}} {{.Hostname}} {{.Status}}' >"$work/nodes" 2>"$work/err" ||
+		fail "cannot list nodes: $(cat "$work/err")"
+	node_id=$(awk -v n="$SW_NODE" -v s="$1" '
+		$1 == n { print $1; found = 1; exit }
+		$2 == n { all[++c] = $1; if ($3 == s) pick[++p] = $1 }
+		END {
+			if (found) exit
+			if (c == 1) print all[1]; else if (p == 1) print pick[1]; else if (c > 1) print "ambiguous"
+		}' "$work/nodes")
+	[ "$node_id" != ambiguous ] || fail "hostname $SW_NODE matches several nodes; pass a node id"
+}
+
+check_token_prefix() {
+	case "$SW_TOKEN_PREFIX" in
+	/*[!/]) ;;
+	*) fail "SW_TOKEN_PREFIX must start with / and not end with /" ;;
+	esac
+	if printf '%s' "$SW_TOKEN_PREFIX" | grep -q '[^A-Za-z0-9_./-]'; then
+		fail "SW_TOKEN_PREFIX may hold only letters, digits and _ . / -"
+	fi
+}
+
+# Sets $token from the parameter of role $1; empty when the parameter does not exist.
+read_token() {
+	if token=$(aws --region "$SW_REGION" ssm get-parameter --name "$SW_TOKEN_PREFIX/$1" \
+		--with-decryption --query Parameter.Value --output text 2>"$work/err"); then
+		:
+	elif grep -q ParameterNotFound "$work/err"; then
+		token=""
+	else
+		fail "cannot read $SW_TOKEN_PREFIX/$1: $(cat "$work/err")"
+	fi
+}
+
+# The token goes to the CLI in a private file (printf is a builtin), never in an argv.
+put_token() {
+	printf '{"Name": "%s", "Value": "%s", "Type": "SecureString", "Overwrite": true}\n' \
+		"$SW_TOKEN_PREFIX/$1" "$2" >"$work/put.json"
+	aws --region "$SW_REGION" ssm put-parameter --cli-input-json "file://$work/put.json" \
+		>/dev/null 2>"$work/err" || fail "cannot store $SW_TOKEN_PREFIX/$1: $(cat "$work/err")"
+	rm -f "$work/put.json"
+}
+
+# Writes the swarm's current token of role $1 to its parameter, only when it differs.
+sync_token() {
+	step="storing the $1 join token"
+	current=$(docker swarm join-token -q "$1" 2>"$work/err") || fail "cannot read the $1 join token: $(cat "$work/err")"
+	read_token "$1"
+	[ "$token" = "$current" ] || put_token "$1" "$current"
+	token=""
+	current=""
+}
