@@ -32,17 +32,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from localcloud import apiclient
-from localcloud.cloud import CloudConfig, LocalCloud
 from localcloud.hosts import STATE_ROOT, Host, HostError, cleanup_all, leftovers, prefix_lock
 from localcloud.image import IMAGE
-from localcloud.lambdas import faults_from
+
+if TYPE_CHECKING:
+    from localcloud.cloud import CloudConfig, LocalCloud
 
 DEFAULT_PREFIX = "swl"
 CONTROL_FILE = "control.json"
@@ -66,7 +67,9 @@ class Session:
     """The cloud this process owns, and the control API other `swarmwarden local` commands talk to."""
 
     def __init__(self, config: CloudConfig) -> None:
-        self.cloud = LocalCloud(config)
+        from localcloud.cloud import LocalCloud  # moto and boto3: only the owner pays for their import
+
+        self.cloud: LocalCloud = LocalCloud(config)
         self.phase = "starting"
         self.error = ""
         self.stop = threading.Event()
@@ -468,6 +471,9 @@ def _stop_process(pid: int) -> None:
 
 # ---------------------------------------------------------------------------------- commands
 def _config(args: argparse.Namespace) -> CloudConfig:
+    from localcloud.cloud import CloudConfig
+    from localcloud.lambdas import faults_from
+
     parameters = {"ManagerCount": str(args.managers), "WorkerCount": str(args.workers)}
     for item in args.parameter:
         key, sep, value = item.partition("=")
@@ -556,7 +562,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _up_detached(args: argparse.Namespace) -> int:
     # Refuse at once what the background process would refuse: bad parameters, a prefix in use.
-    LocalCloud(_config(args))
+    Session(_config(args))
     with _owning(args.prefix):
         pass
     console = _console()
