@@ -44,16 +44,28 @@ class RunCommand:
         self,
         ssm: SSMClient,
         *,
-        poll_seconds: float = 1.0,
+        poll_seconds: float = 2.0,
+        first_poll_seconds: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._ssm = ssm
         self._poll_seconds = poll_seconds
+        self._first_poll_seconds = first_poll_seconds
         self._clock = clock
         self._sleep = sleep
 
-    def run(self, instance_id: str, script: str, parameters: dict[str, str], timeout_seconds: int) -> dict[str, Any]:
+    def run(
+        self,
+        instance_id: str,
+        script: str,
+        parameters: dict[str, str],
+        timeout_seconds: int,
+        *,
+        wait_seconds: float | None = None,
+    ) -> dict[str, Any]:
+        """`wait_seconds` caps how long we wait for the result (default: the run time plus delivery);
+        the HTTP API needs an answer within API Gateway's 30 s, even from a host whose agent is gone."""
         text = commands.render(script, parameters)
         sent = self._ssm.send_command(
             InstanceIds=[instance_id],
@@ -64,12 +76,15 @@ class RunCommand:
         )
         command_id = sent["Command"]["CommandId"]
         logger.info("command sent", extra={"script": script, "instance_id": instance_id, "command_id": command_id})
-        invocation = self._wait(command_id, instance_id, script, timeout_seconds + _DELIVERY_TIMEOUT_SECONDS)
+        budget = timeout_seconds + _DELIVERY_TIMEOUT_SECONDS if wait_seconds is None else wait_seconds
+        invocation = self._wait(command_id, instance_id, script, budget)
         return self._result(invocation, instance_id, script)
 
     def _wait(self, command_id: str, instance_id: str, script: str, budget_seconds: float) -> dict[str, Any]:
         deadline = self._clock() + budget_seconds
         status = "Pending"
+        # Most scripts finish within a second or two: look early, then back off to poll_seconds.
+        pause = min(self._first_poll_seconds, self._poll_seconds)
         while self._clock() < deadline:
             try:
                 invocation: dict[str, Any] = dict(
@@ -83,7 +98,8 @@ class RunCommand:
                 status = invocation["Status"]
                 if status not in _RUNNING:
                     return invocation
-            self._sleep(self._poll_seconds)
+            self._sleep(pause)
+            pause = min(pause * 2, self._poll_seconds)
         raise TransientError(f"{script} on {instance_id} still {status} after {budget_seconds:.0f} s")
 
     @staticmethod

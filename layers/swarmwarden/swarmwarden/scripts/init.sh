@@ -25,8 +25,9 @@ case "$state" in
 *) fail "the swarm state is '$state'; expected inactive or active" ;;
 esac
 
-sync_token worker
-sync_token manager
+freshness=$([ "$created" = true ] && echo fresh || echo known)
+sync_token worker "$freshness"
+sync_token manager "$freshness"
 
 step="reading the swarm identity"
 swarm_id=$(docker info --format '{{.Swarm.Cluster.ID}}')

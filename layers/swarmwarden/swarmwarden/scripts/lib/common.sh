@@ -97,11 +97,13 @@ put_token() {
 	rm -f "$work/put.json"
 }
 
-# Writes the swarm's current token of role $1 to its parameter, only when it differs.
+# Writes the swarm's current token of role $1 to its parameter, only when it differs. With $2 =
+# fresh (a swarm just created) the parameter cannot hold it yet, so the read is skipped.
 sync_token() {
 	step="storing the $1 join token"
 	current=$(docker swarm join-token -q "$1" 2>"$work/err") || fail "cannot read the $1 join token: $(cat "$work/err")"
-	read_token "$1"
+	token=""
+	[ "${2:-}" = fresh ] || read_token "$1"
 	[ "$token" = "$current" ] || put_token "$1" "$current"
 	token=""
 	current=""
