@@ -814,7 +814,7 @@ def _parser() -> argparse.ArgumentParser:
     local = groups.add_parser("local", help="the local cloud: the deployed system on this machine (root)")
     commands = local.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str | None) -> Any:
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> Any:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
         sub.add_argument(
@@ -834,8 +834,7 @@ def _parser() -> argparse.ArgumentParser:
     up = command("up", cmd_up, "provision a cluster and serve it (until Ctrl-C, or in the background)")
     cluster_options(up)
     up.add_argument("--detach", action="store_true", help="return once up; the cloud keeps running in the background")
-    # `up --detach` runs this; not for people.
-    cluster_options(command("serve", cmd_serve, None))
+    cluster_options(command("serve", cmd_serve, "what `up --detach` runs in the background: `up`, without a terminal"))
     status = command("status", cmd_status, "the nodes and the API URL of the running cloud")
     status.add_argument("--json", action="store_true")
     kill = command("kill", cmd_kill, "fail a node: terminate or stop its instance")
