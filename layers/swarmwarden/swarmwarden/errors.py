@@ -20,3 +20,8 @@ class SwarmNotAsPlanned(SwarmwardenError):
 
 class InvalidRequest(SwarmwardenError):
     """The input names something impossible; never retried."""
+
+
+class InsufficientCapacity(SwarmwardenError):
+    """EC2 has no capacity for the instance type in that AZ (InsufficientInstanceCapacity); the message
+    names the AZ. Repair then tries another AZ."""

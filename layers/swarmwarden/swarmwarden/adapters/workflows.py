@@ -23,8 +23,12 @@ class Workflows:
 
     def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str:
         """Starts the execution, or returns the one already started under that name."""
+        return self.start_new(state_machine_arn, name, payload)[0]
+
+    def start_new(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> tuple[str, bool]:
+        """Like `start`, and whether this call started it (False: a duplicate, running or closed)."""
         try:
             started = self._sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
         except self._sfn.exceptions.ExecutionAlreadyExists:
-            return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
-        return started["executionArn"]
+            return state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}", False
+        return started["executionArn"], True

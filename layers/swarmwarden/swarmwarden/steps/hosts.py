@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 
+from botocore.exceptions import ClientError
 from pydantic import Field, TypeAdapter
 
 from swarmwarden import aws
 from swarmwarden.adapters.ecs import EcsCluster
 from swarmwarden.adapters.hosts import Hosts
-from swarmwarden.domain.model import ClusterSpec, Contract, LaunchResult, NetworkRef, Readiness, Role
-from swarmwarden.domain.placement import plan_placements
+from swarmwarden.domain.model import ClusterSpec, Contract, Host, LaunchResult, NetworkRef, Readiness, Role
+from swarmwarden.domain.placement import Placement, plan_placements
+from swarmwarden.errors import InsufficientCapacity
 from swarmwarden.settings import Settings
 
 # A Step Functions execution name: the run id that tags every instance a run launches.
@@ -24,6 +26,16 @@ class Launch(Contract):
     spec: ClusterSpec
     network: NetworkRef
     run_id: RunId
+
+
+class LaunchSlots(Contract):
+    """Launches exactly these slots (a repair's replacement), not the spec's whole plan."""
+
+    action: Literal["launch_slots"]
+    spec: ClusterSpec
+    network: NetworkRef
+    run_id: RunId
+    placements: tuple[Placement, ...] = Field(min_length=1)
 
 
 class WaitRound(Contract):
@@ -54,9 +66,16 @@ class CheckTerminated(WaitRound):
 
 
 HostsRequest = Annotated[
-    Launch | CheckReady | TerminateRun | TerminateCluster | CheckTerminated, Field(discriminator="action")
+    Launch | LaunchSlots | CheckReady | TerminateRun | TerminateCluster | CheckTerminated,
+    Field(discriminator="action"),
 ]
 REQUEST: TypeAdapter[HostsRequest] = TypeAdapter(HostsRequest)
+
+
+class LaunchedSlots(Contract):
+    hosts: tuple[Host, ...]
+    instance_ids: tuple[str, ...]
+    launched_instance_ids: tuple[str, ...]
 
 
 class Terminated(Contract):
@@ -101,6 +120,21 @@ def launch(request: Launch, hosts: Hosts) -> LaunchResult:
         seed=managers[0],
         managers=tuple(managers[1:]),
         workers=tuple(h.host for h in launched if h.host.role is Role.WORKER),
+        instance_ids=tuple(h.host.instance_id for h in launched),
+        launched_instance_ids=tuple(h.host.instance_id for h in launched if h.run_id == request.run_id),
+    )
+
+
+def launch_slots(request: LaunchSlots, hosts: Hosts) -> LaunchedSlots:
+    try:
+        launched = hosts.launch(request.spec, request.network, request.placements, request.run_id)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "InsufficientInstanceCapacity":
+            raise
+        azs = ", ".join(sorted({p.az for p in request.placements}))
+        raise InsufficientCapacity(f"no {request.spec.instance_type} capacity in {azs}") from None
+    return LaunchedSlots(
+        hosts=tuple(h.host for h in launched),
         instance_ids=tuple(h.host.instance_id for h in launched),
         launched_instance_ids=tuple(h.host.instance_id for h in launched if h.run_id == request.run_id),
     )
@@ -167,6 +201,8 @@ def run(request: HostsRequest, adapters: Adapters) -> Contract:
     match request:
         case Launch():
             return launch(request, adapters.hosts)
+        case LaunchSlots():
+            return launch_slots(request, adapters.hosts)
         case CheckReady():
             return check_ready(request, adapters)
         case TerminateRun(run_id=run_id):

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
+from botocore.exceptions import ClientError
 from pydantic import Field, TypeAdapter
 
 from swarmwarden.adapters.tokens import TokenParameters
 from swarmwarden.domain.model import ClusterSpec, Contract, Host, LaunchResult, NodeStatus, Role, SwarmRef
+from swarmwarden.domain.repair import replacement_problems
 from swarmwarden.domain.verify import mismatches
-from swarmwarden.errors import SwarmNotAsPlanned
+from swarmwarden.errors import SwarmNotAsPlanned, SwarmwardenError
 
 
 class Runner(Protocol):
@@ -77,8 +79,34 @@ class Rebalance(OnManager):
     max_updates: int = Field(default=2, ge=1, le=20)
 
 
+class HealthyManager(Contract):
+    """Repair: the first of `candidates` (live managers from the table) whose `status` answers."""
+
+    action: Literal["healthy_manager"]
+    spec: ClusterSpec
+    candidates: tuple[Host, ...]
+
+
+class VerifyReplaced(OnManager):
+    """Repair: `added` is a Ready node with its role, and the dead node `removed` is gone."""
+
+    action: Literal["verify_replaced"]
+    added: Host
+    removed: str = Field(description="the dead node's id; empty when it never had one")
+
+
 SwarmRequest = Annotated[
-    Init | Join | Verify | DeleteTokens | Status | Drain | RemoveNode | RotateTokens | Rebalance,
+    Init
+    | Join
+    | Verify
+    | DeleteTokens
+    | Status
+    | Drain
+    | RemoveNode
+    | RotateTokens
+    | Rebalance
+    | HealthyManager
+    | VerifyReplaced,
     Field(discriminator="action"),
 ]
 REQUEST: TypeAdapter[SwarmRequest] = TypeAdapter(SwarmRequest)
@@ -108,6 +136,12 @@ class DeleteTokensResult(Contract):
 
 class StatusResult(Contract):
     nodes: tuple[NodeStatus, ...]
+
+
+class HealthyManagerResult(Contract):
+    manager: Host | None
+    nodes: tuple[NodeStatus, ...]
+    tried: tuple[str, ...] = Field(description="why each manager before the answer did not do")
 
 
 class DrainResult(Contract):
@@ -200,6 +234,27 @@ def verify(request: Verify, adapters: Adapters) -> VerifyResult:
     return VerifyResult(nodes=tuple(nodes))
 
 
+def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManagerResult:
+    """None when no candidate answers: the guard then pauses repair (quorum may be lost)."""
+    tried = []
+    for candidate in request.candidates:
+        try:
+            nodes = status(request.spec, candidate, adapters)
+        except (SwarmwardenError, ClientError) as error:
+            tried.append(f"{candidate.instance_id}: {type(error).__name__}: {error}")
+            continue
+        return HealthyManagerResult(manager=candidate, nodes=tuple(nodes), tried=tuple(tried))
+    return HealthyManagerResult(manager=None, nodes=(), tried=tuple(tried))
+
+
+def verify_replaced(request: VerifyReplaced, adapters: Adapters) -> StatusResult:
+    nodes = status(request.spec, request.manager, adapters)
+    problems = replacement_problems(request.added, request.removed, nodes)
+    if problems:
+        raise SwarmNotAsPlanned("; ".join(problems))
+    return StatusResult(nodes=tuple(nodes))
+
+
 def delete_tokens(adapters: Adapters) -> DeleteTokensResult:
     return DeleteTokensResult(deleted=tuple(adapters.tokens.delete()))
 
@@ -256,3 +311,7 @@ def run(request: SwarmRequest, adapters: Adapters) -> Contract:
             return verify(request, adapters)
         case DeleteTokens():
             return delete_tokens(adapters)
+        case HealthyManager():
+            return healthy_manager(request, adapters)
+        case VerifyReplaced():
+            return verify_replaced(request, adapters)
