@@ -26,15 +26,13 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions
-import botocore.session
 from rich.console import Console
 from rich.table import Table
-from swarmwarden.adapters.operations import OperationStatus
 
-from localcloud.httpapi import sign_request
+if TYPE_CHECKING:
+    import botocore.session
 
 DEFAULT_STACK = "swarmwarden"
 # HttpApiServer's defaults: the local cloud's fake credentials and region (CloudConfig's).
@@ -42,7 +40,9 @@ LOCAL_ACCESS_KEY = LOCAL_SECRET_KEY = "testing"  # noqa: S105 - well known, acce
 LOCAL_REGION = "us-east-1"
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
-FINAL_STATUSES = frozenset({OperationStatus.SUCCEEDED, OperationStatus.FAILED})
+# OperationStatus's values (swarmwarden.adapters.operations) after which an operation changes no more.
+SUCCEEDED = "succeeded"
+FINAL_STATUSES = frozenset({SUCCEEDED, "failed"})
 _EXECUTE_API_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 _ERROR_PREFIX = "swarmwarden: "
 
@@ -74,6 +74,9 @@ class Api:
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         """The JSON answer of a 2xx; an ApiError with the API's message otherwise."""
+        # Imported when needed, here and below: `swarmwarden --help` and `local status` stay quick.
+        from localcloud.httpapi import sign_request
+
         url = self.url.rstrip("/") + path
         data = json.dumps(body).encode() if body is not None else b""
         unsigned = {**({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})}
@@ -152,6 +155,8 @@ def _local_api(prefix: str | None) -> str | None:
 
 
 def _stack_api(session: botocore.session.Session, stack: str, region: str) -> str:
+    import botocore.exceptions
+
     client: Any = session.create_client("cloudformation", region_name=region)
     try:
         stacks = client.describe_stacks(StackName=stack)["Stacks"]
@@ -168,6 +173,9 @@ def resolve(args: argparse.Namespace) -> Api:
     url = args.api or (None if args.stack else _local_api(args.prefix))
     if url is not None and _is_loopback(url):
         return Api(url, args.region or LOCAL_REGION, LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, timeout=args.request_timeout)
+    import botocore.exceptions
+    import botocore.session
+
     session = botocore.session.Session()
     region = args.region or _region_of(url) or session.get_config_variable("region")
     if not region:
@@ -314,7 +322,7 @@ def wait_for(
             else:
                 error = answer.get("error")
                 console.print(f"operation {operation}: {status}" + (f": {_cell(error)}" if error else ""), markup=False)
-            return 0 if status == OperationStatus.SUCCEEDED else EXIT_FAILED
+            return 0 if status == SUCCEEDED else EXIT_FAILED
         if time.monotonic() + poll > deadline:
             raise ApiError(f"operation {operation} still {status} after {timeout:.0f} s")
         sleep(poll)

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from swarmwarden.adapters.operations import OperationStatus
 
 from localcloud import apiclient
 from localcloud.cli import _parser, main
@@ -138,6 +139,11 @@ def test_scale_wait_follows_the_steps_until_the_operation_ends(
     assert f"operation op-2: {final}" in out
     assert ("boom" in out) == (final == "failed")
     assert function.events[-1]["pathParameters"] == {"id": "op-2"}
+
+
+def test_the_final_statuses_are_the_operations_own() -> None:
+    assert {OperationStatus.SUCCEEDED, OperationStatus.FAILED} == apiclient.FINAL_STATUSES
+    assert apiclient.SUCCEEDED == OperationStatus.SUCCEEDED
 
 
 def test_wait_gives_up_after_its_timeout(api: tuple[ScriptedApi, str]) -> None:
