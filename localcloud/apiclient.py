@@ -50,14 +50,18 @@ _ERROR_PREFIX = "swarmwarden: "
 class ApiError(Exception):
     """A request that did not succeed: the API's message, its field errors, and the exit code it means."""
 
-    def __init__(self, message: str, *, status: int | None = None, fields: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, fields: tuple[str, ...] = (), refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.fields = fields
+        self._refused = refused
 
     @property
     def exit_code(self) -> int:
-        return EXIT_REFUSED if self.status is not None and 400 <= self.status < 500 else EXIT_FAILED
+        refused = self._refused or (self.status is not None and 400 <= self.status < 500)
+        return EXIT_REFUSED if refused else EXIT_FAILED
 
 
 # ---------------------------------------------------------------------------------- the transport
@@ -133,9 +137,14 @@ def _is_loopback(url: str) -> bool:
 def _local_api(prefix: str | None) -> str | None:
     """The API URL of the running local cloud `prefix` names, or of the only one running."""
     # Imported here: cli.py imports this module to register its commands.
-    from localcloud.cli import CliError, _control
+    from localcloud.cli import CliError, _control, _prefix
     from localcloud.hosts import STATE_ROOT
 
+    if prefix:
+        try:
+            _prefix(prefix)
+        except argparse.ArgumentTypeError as error:
+            raise ApiError(f"--prefix {error}", refused=True) from None
     prefixes = [prefix] if prefix else sorted(p.name for p in STATE_ROOT.glob("*") if p.is_dir())
     running = {p: control for p in prefixes if (control := _control(p)) is not None}
     if not running:

@@ -240,6 +240,11 @@ def test_an_unreachable_api_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert "no answer" in capsys.readouterr().err
 
 
+def test_a_local_cloud_prefix_is_checked_before_it_names_a_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--prefix", "../etc"]) == 2
+    assert "--prefix '../etc' must be" in capsys.readouterr().err
+
+
 def test_a_deployed_stack_is_found_through_its_outputs_and_signed_with_the_callers_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
