@@ -76,6 +76,11 @@ class Api:
     session_token: str | None = None
     timeout: float = 30.0
 
+    @classmethod
+    def local(cls, url: str, region: str = LOCAL_REGION, timeout: float = 30.0) -> Api:
+        """A local cloud's API, signed with the fixed credentials it accepts."""
+        return cls(url, region, LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, timeout=timeout)
+
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         """The JSON answer of a 2xx; an ApiError with the API's message otherwise."""
         # Imported when needed, here and below: `swarmwarden --help` and `local status` stay quick.
@@ -181,7 +186,7 @@ def resolve(args: argparse.Namespace) -> Api:
     """The API the arguments name, with the credentials that sign for it (see the module's docstring)."""
     url = args.api or (None if args.stack else _local_api(args.prefix))
     if url is not None and _is_loopback(url):
-        return Api(url, args.region or LOCAL_REGION, LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, timeout=args.request_timeout)
+        return Api.local(url, args.region or LOCAL_REGION, args.request_timeout)
     import botocore.exceptions
     import botocore.session
 

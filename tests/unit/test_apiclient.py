@@ -149,7 +149,7 @@ def test_the_final_statuses_are_the_operations_own() -> None:
 def test_wait_gives_up_after_its_timeout(api: tuple[ScriptedApi, str]) -> None:
     function, url = api
     function.answers["GET /operations/{id}"] = [(200, {"id": "op-3", "status": "running", "steps": []})]
-    target = apiclient.Api(url, REGION, "testing", "testing")
+    target = apiclient.Api.local(url)
     with pytest.raises(apiclient.ApiError, match="still running after 5 s") as raised:
         apiclient.wait_for(target, "op-3", timeout=5, poll=1, sleep=lambda _s: None)
     assert raised.value.exit_code == 1
