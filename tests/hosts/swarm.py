@@ -6,6 +6,7 @@ import ipaddress
 import itertools
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,11 @@ class Cloud:
         host.start()
         load_image(host, self.rootfs)
         return host
+
+    def new_hosts(self, count: int) -> list[Host]:
+        """`count` hosts started side by side (the bridge exists already, so they do not race for it)."""
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            return list(pool.map(lambda _: self.new_host(), range(count)))
 
     def destroy(self, host: Host) -> None:
         host.destroy()
@@ -166,13 +172,14 @@ class Swarm:
 
 
 def form(cloud: Cloud, cluster: str, managers: int = 3, workers: int = 2) -> Swarm:
-    """Init on the first manager, then join the other managers and the workers through it."""
+    """Init on the first manager, join the other managers one by one (each changes Raft), then the
+    workers side by side, as provision's Map does."""
     swarm = Swarm(cloud, cluster)
-    seed = cloud.new_host()
+    seed, *others = cloud.new_hosts(managers + workers)
     swarm.init(seed)
     swarm.managers.append(seed)
-    for _ in range(managers - 1):
-        swarm.join(cloud.new_host(), "manager")
-    for _ in range(workers):
-        swarm.join(cloud.new_host(), "worker")
+    for host in others[: managers - 1]:
+        swarm.join(host, "manager")
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        list(pool.map(lambda host: swarm.join(host, "worker"), others[managers - 1 :]))
     return swarm
