@@ -51,6 +51,7 @@ FUNCTIONS: dict[str, str] = {
     "SwarmFunctionArn": "swarm",
     "ClusterStateFunctionArn": "cluster_state",
     "CustomResourceFunctionArn": "custom_resource",
+    "ScaleFunctionArn": "scale",
 }
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 

@@ -14,7 +14,7 @@ from swarmwarden.domain.model import ClusterSpec, Poll
 from tests.statemachines.aslrunner import FUNCTIONS, PLACEHOLDER
 from tests.statemachines.samples import EVENTS, STATEMACHINES
 
-MACHINES = ["provision", "teardown"]
+MACHINES = ["provision", "teardown", "scale"]
 LAMBDA_SERVICE_ERRORS = {
     "Lambda.ServiceException",
     "Lambda.AWSLambdaException",
@@ -27,10 +27,26 @@ TRANSIENT = {"TransientError", *LAMBDA_SERVICE_ERRORS}
 # docs/architecture.md: which function serves which action.
 CONTRACT_ACTIONS = {
     "NetworkFunctionArn": {"ensure_network", "ensure_ecs_cluster", "delete_network", "delete_ecs_cluster"},
-    "HostsFunctionArn": {"launch", "check_ready", "terminate_run", "terminate_cluster", "check_terminated"},
-    "SwarmFunctionArn": {"init", "join", "verify", "delete_tokens"},
-    "ClusterStateFunctionArn": {"provisioned", "tearing_down", "torn_down"},
+    "HostsFunctionArn": {
+        "launch",
+        "launch_slots",
+        "check_ready",
+        "terminate_run",
+        "terminate_instances",
+        "terminate_cluster",
+        "check_terminated",
+    },
+    "SwarmFunctionArn": {"init", "join", "verify", "delete_tokens", "drain", "remove_node", "rebalance"},
+    "ClusterStateFunctionArn": {
+        "provisioned",
+        "tearing_down",
+        "torn_down",
+        "acquire_lock",
+        "release_lock",
+        "operation_step",
+    },
     "CustomResourceFunctionArn": {"report"},
+    "ScaleFunctionArn": {"plan", "target", "retire", "evacuate", "check_drained", "forget"},
 }
 OUR_ERRORS = {
     name
@@ -180,12 +196,24 @@ def test_waits_and_fails_take_their_values_from_the_input(name: str) -> None:
     assert fails[0]["CausePath"] == "$.failure.Cause"
 
 
-@pytest.mark.parametrize("sample", ["provision-input", "provision-input-cfn", "teardown-input", "teardown-input-cfn"])
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "provision-input",
+        "provision-input-cfn",
+        "teardown-input",
+        "teardown-input-cfn",
+        "scale-input",
+        "scale-input-cfn",
+    ],
+)
 def test_workflow_input_samples_match_the_contract(sample: str) -> None:
     data = json.loads((EVENTS / f"{sample}.json").read_text())
     ClusterSpec.model_validate(data["spec"])
     Poll.model_validate(data["poll"])
     expected = {"spec", "poll", "cfn"} if sample.endswith("-cfn") else {"spec", "poll"}
+    if sample.startswith("scale"):
+        expected.add("operation_id")
     assert set(data) == expected
     if "cfn" in data:
         assert set(data["cfn"]) == {

@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 from swarmwarden import aws
-from swarmwarden.domain.model import MAX_WORKERS_CEILING, ClusterSpec, Poll
+from swarmwarden.adapters.store import ClusterStatus, ClusterStore
+from swarmwarden.domain.model import MAX_WORKERS_CEILING, ClusterSpec, Host, Poll
 from swarmwarden.errors import SwarmwardenError
 from swarmwarden.settings import Settings
 from swarmwarden.steps.custom_resource import spec_from_properties
@@ -32,6 +33,7 @@ from functions.cluster_state import app as cluster_state_app
 from functions.custom_resource import app as custom_resource_app
 from functions.hosts import app as hosts_app
 from functions.network import app as network_app
+from functions.scale import app as scale_app
 from functions.swarm import app as swarm_app
 from tests.unit.ec2_world import register_with_ecs, ssm_agents
 from tests.unit.repair_world import clear_caches, exercise_repair
@@ -51,11 +53,13 @@ FUNCTIONS = {
     "CustomResourceFunction": "custom_resource",
     "RepairTriggerFunction": "repair_trigger",
     "RepairFunction": "repair",
+    "ScaleFunction": "scale",
 }
 STATE_MACHINES = {
     "ProvisionStateMachine": "statemachines/provision.asl.json",
     "TeardownStateMachine": "statemachines/teardown.asl.json",
     "RepairStateMachine": "statemachines/repair.asl.json",
+    "ScaleStateMachine": "statemachines/scale.asl.json",
 }
 
 # The ssm statements of the AWS managed policies attached to the instance roles (AWS managed policy
@@ -595,6 +599,18 @@ def test_swarm_function_commands_only_own_hosts_and_never_reads_tokens() -> None
     assert not allowed(statements, "ssm:DeleteParameter", param_arn(f"/swarmwarden/{OTHER}/tokens/worker"))
 
 
+def test_scale_function_commands_own_hosts_reaches_its_table_and_never_reads_tokens() -> None:
+    statements = function_statements("ScaleFunction")
+    instance = ec2_arn("instance", "i-1")
+    assert allowed(statements, "ssm:SendCommand", f"arn:aws:ssm:{REGION}::document/AWS-RunShellScript")
+    assert allowed(statements, "ssm:SendCommand", instance, **{"ssm:resourceTag/swarmwarden:cluster": CLUSTER})
+    assert not allowed(statements, "ssm:SendCommand", instance, **{"ssm:resourceTag/swarmwarden:cluster": OTHER})
+    assert not allowed(statements, "ec2:TerminateInstances", instance, **resource_tag())
+    for role in ("manager", "worker"):
+        assert not allowed(statements, "ssm:GetParameter", param_arn(f"/swarmwarden/{CLUSTER}/tokens/{role}"))
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "ClusterTable"}}} in props("ScaleFunction")["Policies"]
+
+
 def test_cluster_state_function_reaches_only_the_cluster_table() -> None:
     policies = props("ClusterStateFunction")["Policies"]
     assert policies == [{"DynamoDBCrudPolicy": {"TableName": {"Ref": "ClusterTable"}}}]
@@ -925,7 +941,7 @@ def deployed_environment(monkeypatch: pytest.MonkeyPatch, instance_profiles: dic
         ],
         BillingMode="PAY_PER_REQUEST",
     )
-    for app in (swarm_app, custom_resource_app):
+    for app in (swarm_app, custom_resource_app, scale_app):
         app.adapters.cache_clear()  # built from an earlier test's clients otherwise
 
 
@@ -951,6 +967,7 @@ def test_roles_grant_every_call_the_functions_make(deployed_environment: None, e
         with as_function("SwarmFunction"):
             swarm_app.lambda_handler({"action": "delete_tokens", "spec": spec}, context)
         exercise_repair(as_function, spec, hosts, context)
+        _scale_steps(spec, network, hosts, context, as_function)
         with as_function("ClusterStateFunction"):
             cluster_state_app.lambda_handler({"action": "tearing_down", "spec": spec}, context)
             cluster_state_app.lambda_handler({"action": "torn_down", "spec": spec}, context)
@@ -985,3 +1002,23 @@ def test_roles_grant_every_call_the_functions_make(deployed_environment: None, e
     for call in (c for c in calls if c.action == run):
         tagged = {spec["ResourceType"] for spec in call.params["TagSpecifications"]}
         assert {"instance", "volume"} <= tagged
+
+
+def _scale_steps(
+    spec: dict[str, Any], network: dict[str, Any], hosts: dict[str, Any], context: Context, as_function: Any
+) -> None:
+    """The scale workflow's own steps, on a recorded cluster; moto runs no script, so no manager answers."""
+    store = ClusterStore(aws.dynamodb(), "ClusterTable")
+    store.put_cluster(ClusterSpec.model_validate(spec), ClusterStatus.READY, swarm_id="swarm-1")
+    everyone = [Host.model_validate(h) for h in (hosts["seed"], *hosts["managers"], *hosts["workers"])]
+    store.put_nodes("demo", everyone, [])
+    worker = hosts["workers"][0]
+    retirees = [{"host": worker, "node_id": "node-1"}]
+    with as_function("ScaleFunction"):
+        with pytest.raises(SwarmwardenError, match="no manager answered"):
+            scale_app.lambda_handler({"action": "plan", "spec": spec, "network": network}, context)
+        scale_app.lambda_handler({"action": "retire", "spec": spec, "retirees": retirees}, context)
+        scale_app.lambda_handler({"action": "forget", "spec": spec, "retirees": retirees}, context)
+    with as_function("HostsFunction"):
+        terminate = {"action": "terminate_instances", "spec": spec, "instance_ids": [worker["instance_id"]]}
+        assert hosts_app.lambda_handler(terminate, context)["terminated"] == [worker["instance_id"]]

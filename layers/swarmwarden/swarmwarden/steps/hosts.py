@@ -55,6 +55,14 @@ class TerminateRun(Contract):
     run_id: RunId
 
 
+class TerminateInstances(Contract):
+    """Scale-in: terminates these instances, if they are the cluster's (IAM checks the tag as well)."""
+
+    action: Literal["terminate_instances"]
+    spec: ClusterSpec
+    instance_ids: tuple[InstanceId, ...] = Field(min_length=1)
+
+
 class TerminateCluster(Contract):
     action: Literal["terminate_cluster"]
     spec: ClusterSpec
@@ -66,7 +74,7 @@ class CheckTerminated(WaitRound):
 
 
 HostsRequest = Annotated[
-    Launch | LaunchSlots | CheckReady | TerminateRun | TerminateCluster | CheckTerminated,
+    Launch | LaunchSlots | CheckReady | TerminateRun | TerminateInstances | TerminateCluster | CheckTerminated,
     Field(discriminator="action"),
 ]
 REQUEST: TypeAdapter[HostsRequest] = TypeAdapter(HostsRequest)
@@ -207,6 +215,8 @@ def run(request: HostsRequest, adapters: Adapters) -> Contract:
             return check_ready(request, adapters)
         case TerminateRun(run_id=run_id):
             return Terminated(terminated=tuple(adapters.hosts.terminate_run(cluster, run_id)))
+        case TerminateInstances(instance_ids=instance_ids):
+            return Terminated(terminated=tuple(adapters.hosts.terminate(cluster, instance_ids)))
         case TerminateCluster():
             return Terminating(terminating=tuple(adapters.hosts.terminate_cluster(cluster)))
         case CheckTerminated():

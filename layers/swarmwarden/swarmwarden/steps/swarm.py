@@ -291,6 +291,16 @@ def rebalance(request: Rebalance, adapters: Adapters) -> RebalanceResult:
     return RebalanceResult.model_validate(result)
 
 
+# ---------------------------------------------------------------- scaling
+def run_script(
+    spec: ClusterSpec, manager: Host, script: str, parameters: dict[str, str], adapters: Adapters
+) -> dict[str, Any]:
+    """Runs one of the scale workflow's scripts (steps.scale) on a manager, with the common parameters."""
+    return adapters.runner.run(
+        manager.instance_id, script, _common(spec, adapters) | parameters, adapters.command_timeout_seconds
+    )
+
+
 def run(request: SwarmRequest, adapters: Adapters) -> Contract:
     match request:
         case Status():
