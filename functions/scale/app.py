@@ -5,9 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from swarmwarden import aws
-from swarmwarden.adapters.runcommand import RunCommand
 from swarmwarden.adapters.store import ClusterStore
-from swarmwarden.adapters.tokens import TokenParameters
 from swarmwarden.observability import logger, metrics, tracer
 from swarmwarden.settings import settings
 from swarmwarden.steps import scale, swarm
@@ -18,14 +16,7 @@ from swarmwarden.validation import parse
 def adapters() -> scale.Adapters:
     config = settings()
     return scale.Adapters(
-        store=ClusterStore(aws.dynamodb(), config.table_name),
-        swarm=swarm.Adapters(
-            runner=RunCommand(aws.ssm()),
-            tokens=TokenParameters(aws.ssm(), config.token_parameter_prefix),
-            region=config.region,
-            token_prefix=config.token_parameter_prefix,
-            command_timeout_seconds=config.command_timeout_seconds,
-        ),
+        store=ClusterStore(aws.dynamodb(), config.table_name), swarm=swarm.adapters_from_settings(config)
     )
 
 

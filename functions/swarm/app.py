@@ -4,9 +4,6 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from swarmwarden import aws
-from swarmwarden.adapters.runcommand import RunCommand
-from swarmwarden.adapters.tokens import TokenParameters
 from swarmwarden.observability import logger, metrics, tracer
 from swarmwarden.settings import settings
 from swarmwarden.steps import swarm
@@ -15,14 +12,7 @@ from swarmwarden.validation import parse
 
 @cache
 def adapters() -> swarm.Adapters:
-    config = settings()
-    return swarm.Adapters(
-        runner=RunCommand(aws.ssm()),
-        tokens=TokenParameters(aws.ssm(), config.token_parameter_prefix),
-        region=config.region,
-        token_prefix=config.token_parameter_prefix,
-        command_timeout_seconds=config.command_timeout_seconds,
-    )
+    return swarm.adapters_from_settings(settings())
 
 
 @logger.inject_lambda_context(log_event=False)

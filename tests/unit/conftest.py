@@ -41,6 +41,21 @@ def mocked_aws() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def cluster_table(mocked_aws: None) -> str:
+    """The cluster table as template.yaml creates it (key pk + sk), empty; returns its name."""
+    boto3.client("dynamodb").create_table(
+        TableName="ClusterTable",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return "ClusterTable"
+
+
 # The public parameter CloudFormation resolves for the template's AMI parameter; moto knows it.
 ECS_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
 

@@ -82,17 +82,8 @@ class Hosts:
 
 
 @pytest.fixture
-def store(mocked_aws: None) -> ClusterStore:
-    boto3.client("dynamodb").create_table(
-        TableName="ClusterTable",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    store = ClusterStore(boto3.client("dynamodb"), "ClusterTable")
+def store(cluster_table: str) -> ClusterStore:
+    store = ClusterStore(boto3.client("dynamodb"), cluster_table)
     store.put_cluster(spec(1, 5), ClusterStatus.READY, swarm_id="swarm-1")
     everyone = [MANAGER, *WORKERS]
     store.put_nodes(CLUSTER, everyone, [])

@@ -8,11 +8,14 @@ from typing import Annotated, Any, Literal, Protocol
 from botocore.exceptions import ClientError
 from pydantic import Field, TypeAdapter
 
+from swarmwarden import aws
+from swarmwarden.adapters.runcommand import RunCommand
 from swarmwarden.adapters.tokens import TokenParameters
 from swarmwarden.domain.model import ClusterSpec, Contract, Host, LaunchResult, NodeStatus, Role, SwarmRef
 from swarmwarden.domain.repair import replacement_problems
 from swarmwarden.domain.verify import mismatches
 from swarmwarden.errors import SwarmNotAsPlanned, SwarmwardenError
+from swarmwarden.settings import Settings
 
 
 class Runner(Protocol):
@@ -292,6 +295,17 @@ def rebalance(request: Rebalance, adapters: Adapters) -> RebalanceResult:
 
 
 # ---------------------------------------------------------------- scaling
+def adapters_from_settings(config: Settings) -> Adapters:
+    """What SwarmFunction and ScaleFunction (which runs scripts of its own) build from their settings."""
+    return Adapters(
+        runner=RunCommand(aws.ssm()),
+        tokens=TokenParameters(aws.ssm(), config.token_parameter_prefix),
+        region=config.region,
+        token_prefix=config.token_parameter_prefix,
+        command_timeout_seconds=config.command_timeout_seconds,
+    )
+
+
 def run_script(
     spec: ClusterSpec, manager: Host, script: str, parameters: dict[str, str], adapters: Adapters
 ) -> dict[str, Any]:
