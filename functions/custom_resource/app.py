@@ -6,12 +6,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from swarmwarden import aws
 from swarmwarden.adapters.cloudformation import send_response
+from swarmwarden.adapters.operations import Operations
 from swarmwarden.adapters.store import ClusterStore
 from swarmwarden.adapters.workflows import Workflows
 from swarmwarden.domain.model import Poll
 from swarmwarden.observability import logger, metrics, tracer
 from swarmwarden.settings import settings
 from swarmwarden.steps import custom_resource
+from swarmwarden.steps.operations import ScaleStart
 
 
 def stored_data(cluster_name: str) -> dict[str, str]:
@@ -25,13 +27,21 @@ def stored_data(cluster_name: str) -> dict[str, str]:
 @cache
 def adapters() -> custom_resource.Adapters:
     config = settings()
+    poll = Poll(interval_seconds=config.poll_interval_seconds, max_attempts=config.poll_max_attempts)
+    workflows = Workflows(aws.stepfunctions())
     return custom_resource.Adapters(
-        workflows=Workflows(aws.stepfunctions()),
+        workflows=workflows,
         respond=send_response,
         stored_data=stored_data,
         provision_arn=config.provision_state_machine_arn,
         teardown_arn=config.teardown_state_machine_arn,
-        poll=Poll(interval_seconds=config.poll_interval_seconds, max_attempts=config.poll_max_attempts),
+        poll=poll,
+        scale=ScaleStart(
+            operations=Operations(aws.dynamodb(), config.table_name),
+            workflows=workflows,
+            state_machine_arn=config.scale_state_machine_arn,
+            poll=poll,
+        ),
     )
 
 

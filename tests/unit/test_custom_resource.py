@@ -11,9 +11,11 @@ from typing import Any
 import boto3
 import pytest
 from swarmwarden.adapters.cloudformation import send_response
+from swarmwarden.adapters.operations import OperationKind, Operations, OperationStatus
 from swarmwarden.adapters.workflows import Workflows
 from swarmwarden.domain.model import Poll
 from swarmwarden.steps import custom_resource
+from swarmwarden.steps.operations import ScaleStart
 
 EVENTS = Path(__file__).parents[2] / "events"
 
@@ -58,19 +60,27 @@ def machines(mocked_aws) -> dict[str, str]:
     definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
     return {
         name: sfn.create_state_machine(name=f"demo-{name}", definition=definition, roleArn=role)["stateMachineArn"]
-        for name in ("provision", "teardown")
+        for name in ("provision", "teardown", "scale")
     }
 
 
 @pytest.fixture
-def adapters(machines: dict[str, str]) -> custom_resource.Adapters:
+def operations(cluster_table: str) -> Operations:
+    return Operations(boto3.client("dynamodb"), cluster_table)
+
+
+@pytest.fixture
+def adapters(machines: dict[str, str], operations: Operations) -> custom_resource.Adapters:
+    workflows = Workflows(boto3.client("stepfunctions"))
+    poll = Poll(interval_seconds=15, max_attempts=40)
     return custom_resource.Adapters(
-        workflows=Workflows(boto3.client("stepfunctions")),
+        workflows=workflows,
         respond=send_response,
         stored_data=lambda name: {"ManagerInstanceIds": "i-1,i-2,i-3", "SwarmId": "swarm-1"},
         provision_arn=machines["provision"],
         teardown_arn=machines["teardown"],
-        poll=Poll(interval_seconds=15, max_attempts=40),
+        poll=poll,
+        scale=ScaleStart(operations=operations, workflows=workflows, state_machine_arn=machines["scale"], poll=poll),
     )
 
 
@@ -118,21 +128,79 @@ def test_an_unchanged_update_succeeds_at_once_with_the_stored_attributes(adapter
     assert executions(machines["provision"]) == []
 
 
-def test_more_workers_reprovisions(adapters, machines, catcher) -> None:
+@pytest.mark.parametrize("workers", ["4", "1"])
+def test_new_counts_start_the_scale_workflow_as_an_api_request_does(
+    adapters, machines, operations, catcher, workers: str
+) -> None:
     request = event("cfn-update", ResponseURL=catcher.url)
-    assert custom_resource.handle(request, adapters).startswith("started provision")
-    (execution,) = executions(machines["provision"])
-    assert json.loads(execution["input"])["spec"]["workers"] == 4
+    request["ResourceProperties"] = request["ResourceProperties"] | {"workers": workers}
+    name = f"update-{request['RequestId']}"
+    assert custom_resource.handle(request, adapters) == f"started scale {name}"
+    assert custom_resource.handle(request, adapters) == f"started scale {name}"  # Lambda's async retry
+    (execution,) = executions(machines["scale"])
+    assert execution["name"] == name
+    payload = json.loads(execution["input"])
+    assert payload["spec"]["workers"] == int(workers)
+    assert payload["operation_id"] == name
+    assert payload["cfn"]["physical_resource_id"] == "demo"
+    assert payload["poll"] == {"interval_seconds": 15, "max_attempts": 40}
+    # The operation exists and holds the lock; the workflow answers CloudFormation, not this function.
+    operation = operations.get("demo", name)
+    assert operation is not None
+    assert operation.kind is OperationKind.SCALE
+    assert operation.request == {"managers": 3, "workers": int(workers)}
+    assert operation.execution_arn == execution["executionArn"]
+    assert [lock.operation_id for lock in operations.holders("demo")] == [name]
+    assert executions(machines["provision"]) == []
     assert catcher.bodies == []
 
 
-def test_fewer_workers_is_refused_with_the_reason(adapters, machines, catcher) -> None:
+def test_new_counts_while_another_operation_holds_the_cluster_are_refused(
+    adapters, machines, operations, catcher
+) -> None:
+    operations.acquire("demo", "repair-i-1", OperationKind.REPAIR, lease_seconds=600)
     request = event("cfn-update", ResponseURL=catcher.url)
-    request["ResourceProperties"] = request["ResourceProperties"] | {"workers": "1"}
     assert custom_resource.handle(request, adapters) == "failed"
     (body,) = catcher.bodies
     assert body["Status"] == "FAILED"
-    assert "lowering workers" in body["Reason"]
+    assert "repair operation repair-i-1 is in progress" in body["Reason"]
+    assert executions(machines["scale"]) == []
+    assert operations.get("demo", f"update-{request['RequestId']}") is None
+
+
+def test_a_scale_workflow_that_cannot_start_fails_its_operation_and_frees_the_lock(
+    adapters, machines, operations, catcher
+) -> None:
+    broken = custom_resource.Adapters(
+        **vars(adapters)
+        | {"scale": ScaleStart(**vars(adapters.scale) | {"state_machine_arn": machines["scale"] + "x"})}
+    )
+    request = event("cfn-update", ResponseURL=catcher.url)
+    assert custom_resource.handle(request, broken) == "failed"
+    (body,) = catcher.bodies
+    assert body["Status"] == "FAILED"
+    operation = operations.get("demo", f"update-{request['RequestId']}")
+    assert operation is not None
+    assert operation.status is OperationStatus.FAILED
+    assert operations.holders("demo") == []
+
+
+def test_a_new_instance_type_alone_reprovisions(adapters, machines, catcher) -> None:
+    request = event("cfn-update", ResponseURL=catcher.url)
+    request["ResourceProperties"] = request["OldResourceProperties"] | {"instance_type": "t3.medium"}
+    assert custom_resource.handle(request, adapters).startswith("started provision")
+    (execution,) = executions(machines["provision"])
+    assert json.loads(execution["input"])["spec"]["instance_type"] == "t3.medium"
+    assert executions(machines["scale"]) == []
+
+
+def test_a_new_network_is_refused_with_the_reason(adapters, machines, catcher) -> None:
+    request = event("cfn-update", ResponseURL=catcher.url)
+    request["ResourceProperties"] = request["ResourceProperties"] | {"vpc_cidr": "10.9.0.0/16"}
+    assert custom_resource.handle(request, adapters) == "failed"
+    (body,) = catcher.bodies
+    assert body["Status"] == "FAILED"
+    assert "vpc_cidr cannot change" in body["Reason"]
 
 
 def test_delete_starts_teardown(adapters, machines, catcher) -> None:

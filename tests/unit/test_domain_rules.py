@@ -96,18 +96,17 @@ def test_an_unchanged_spec_needs_nothing(spec: ClusterSpec) -> None:
     assert classify_update(spec, spec) is UpdateAction.NOTHING
 
 
-@given(specs, st.integers(1, 5))
-def test_growing_the_workers_reprovisions(spec: ClusterSpec, more: int) -> None:
-    grown = spec.model_copy(update={"workers": min(spec.workers + more, 20)})
-    if grown.workers == spec.workers:
+@given(specs, st.integers(0, 20), st.sampled_from([1, 3, 5, 7]))
+def test_new_counts_either_way_scale(spec: ClusterSpec, workers: int, managers: int) -> None:
+    changed = spec.model_copy(update={"workers": workers, "managers": managers})
+    if (managers, workers) == (spec.managers, spec.workers):
         return
-    assert classify_update(spec, grown) is UpdateAction.PROVISION
+    assert classify_update(spec, changed) is UpdateAction.SCALE
 
 
-@given(specs.filter(lambda s: s.workers > 0))
-def test_shrinking_is_refused_with_a_reason(spec: ClusterSpec) -> None:
-    with pytest.raises(UnsupportedChange, match="lowering workers"):
-        classify_update(spec, spec.model_copy(update={"workers": spec.workers - 1}))
+@given(specs)
+def test_a_new_instance_type_alone_reprovisions(spec: ClusterSpec) -> None:
+    assert classify_update(spec, spec.model_copy(update={"instance_type": "t3.large"})) is UpdateAction.PROVISION
 
 
 def test_changing_the_network_is_refused() -> None:

@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
 from swarmwarden import aws
+from swarmwarden.adapters.operations import OperationKind
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore
 from swarmwarden.domain.model import MAX_WORKERS_CEILING, ClusterSpec, Host, Poll
 from swarmwarden.errors import SwarmwardenError
@@ -492,6 +493,7 @@ def test_custom_resource_knows_the_state_machines_it_starts() -> None:
     for variable, logical_id in [
         ("PROVISION_STATE_MACHINE_ARN", "ProvisionStateMachine"),
         ("TEARDOWN_STATE_MACHINE_ARN", "TeardownStateMachine"),
+        ("SCALE_STATE_MACHINE_ARN", "ScaleStateMachine"),
     ]:
         name = render(props(logical_id)["Name"])
         expected = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
@@ -1022,3 +1024,9 @@ def _scale_steps(
     with as_function("HostsFunction"):
         terminate = {"action": "terminate_instances", "spec": spec, "instance_ids": [worker["instance_id"]]}
         assert hosts_app.lambda_handler(terminate, context)["terminated"] == [worker["instance_id"]]
+    with as_function("CustomResourceFunction"):
+        scale = custom_resource_app.adapters().scale
+        with pytest.raises(ClientError, match=r"StateMachineDoesNotExist"):
+            scale.workflows.start(scale.state_machine_arn, "update-1", {})
+        scale.operations.acquire("demo", "update-1", OperationKind.SCALE, lease_seconds=60)
+        scale.operations.release("demo", "update-1")

@@ -23,6 +23,8 @@ class Settings(BaseModel):
     poll_interval_seconds: int = Field(default=15, alias="POLL_INTERVAL_SECONDS")
     poll_max_attempts: int = Field(default=40, alias="POLL_MAX_ATTEMPTS")
     command_timeout_seconds: int = Field(default=120, alias="COMMAND_TIMEOUT_SECONDS")
+    # The scale workflow, started by the HTTP API and by the custom resource's Update.
+    scale_state_machine_arn: str = Field(default="", alias="SCALE_STATE_MACHINE_ARN")
     # The repair trigger's: the workflow it starts, K (repairs at once) and X (the circuit breaker's %).
     repair_state_machine_arn: str = Field(default="", alias="REPAIR_STATE_MACHINE_ARN")
     max_concurrent_repairs: int = Field(default=2, ge=1, le=10, alias="MAX_CONCURRENT_REPAIRS")

@@ -15,6 +15,7 @@ IMMUTABLE_FIELDS = ("cluster_name", "vpc_cidr", "address_pool", "address_pool_ma
 class UpdateAction(StrEnum):
     NOTHING = "nothing"
     PROVISION = "provision"
+    SCALE = "scale"
 
 
 class UnsupportedChange(ValueError):
@@ -22,19 +23,17 @@ class UnsupportedChange(ValueError):
 
 
 def classify_update(old: ClusterSpec, new: ClusterSpec) -> UpdateAction:
-    """NOTHING for an unchanged spec; PROVISION when the idempotent provision workflow converges
-    the cluster onto `new` (it only adds hosts); UnsupportedChange otherwise."""
+    """NOTHING for an unchanged spec; SCALE when the counts change (either way: the scale workflow adds,
+    or drains and removes); PROVISION when only what new hosts are made of changes (instance type, AMI,
+    key pair, max_workers), which the idempotent provision workflow records for the next launch;
+    UnsupportedChange for a field baked into the network or the swarm."""
     if old == new:
         return UpdateAction.NOTHING
     frozen = [name for name in IMMUTABLE_FIELDS if getattr(old, name) != getattr(new, name)]
     if frozen:
         raise UnsupportedChange(f"{', '.join(frozen)} cannot change after creation: deploy a new stack instead")
-    shrinking = [name for name in ("managers", "workers") if getattr(new, name) < getattr(old, name)]
-    if shrinking:
-        raise UnsupportedChange(
-            f"lowering {' and '.join(shrinking)} needs the scale workflow's drain and removal, "
-            "which this version does not have yet"
-        )
+    if (old.managers, old.workers) != (new.managers, new.workers):
+        return UpdateAction.SCALE
     return UpdateAction.PROVISION
 
 

@@ -1,6 +1,7 @@
 """CustomResourceFunction: CloudFormation's lifecycle drives the workflows, and they answer back.
 
-Create starts provision, Delete starts teardown, Update re-plans. The workflow, not this
+Create starts provision, Delete starts teardown, Update re-plans: new counts go through the scale
+workflow exactly as an API scale request does (steps.operations.start_scale). The workflow, not this
 function, answers CloudFormation (action `report`) once it has finished, so `sam deploy`
 returns when the swarm is up. Any failure to start is answered at once, never left to time out.
 """
@@ -14,11 +15,13 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from swarmwarden.adapters.cloudformation import response_body
+from swarmwarden.adapters.operations import LockHeld
 from swarmwarden.adapters.workflows import execution_name
 from swarmwarden.domain.model import ClusterSpec, Contract, LaunchResult, Poll, SwarmRef
 from swarmwarden.domain.plan import UnsupportedChange, UpdateAction, classify_update
 from swarmwarden.errors import InvalidRequest
 from swarmwarden.observability import logger
+from swarmwarden.steps.operations import ScaleStart, start_scale
 from swarmwarden.validation import parse
 
 # CloudFormation delivers every property as a string.
@@ -88,6 +91,7 @@ class Adapters:
     provision_arn: str
     teardown_arn: str
     poll: Poll
+    scale: ScaleStart
 
 
 def spec_from_properties(properties: dict[str, Any]) -> ClusterSpec:
@@ -151,15 +155,22 @@ def handle_request(request: CloudFormationRequest, adapters: Adapters) -> str:
                 return f"started teardown {name}"
             case "Update":
                 old = spec_from_properties(request.old_resource_properties or {})
-                if classify_update(old, spec) is UpdateAction.NOTHING:
-                    adapters.respond(
-                        cfn.response_url, answer(cfn, "SUCCESS", "", adapters.stored_data(spec.cluster_name))
-                    )
-                    return "unchanged"
                 name = execution_name("update", request.request_id)
-                adapters.workflows.start(adapters.provision_arn, name, payload)
-                return f"started provision {name}"
-    except (InvalidRequest, UnsupportedChange) as error:
+                match classify_update(old, spec):
+                    case UpdateAction.NOTHING:
+                        adapters.respond(
+                            cfn.response_url, answer(cfn, "SUCCESS", "", adapters.stored_data(spec.cluster_name))
+                        )
+                        return "unchanged"
+                    case UpdateAction.SCALE:
+                        # The same path as the API's scale requests: operation, lock, workflow.
+                        counts = {"managers": spec.managers, "workers": spec.workers}
+                        start_scale(spec, name, counts, adapters.scale, cfn=cfn.model_dump())
+                        return f"started scale {name}"
+                    case UpdateAction.PROVISION:
+                        adapters.workflows.start(adapters.provision_arn, name, payload)
+                        return f"started provision {name}"
+    except (InvalidRequest, UnsupportedChange, LockHeld) as error:
         if request.request_type == "Delete":
             # Create refused these same properties, so there is nothing to tear down.
             cfn = _context(request, fallback_id)
