@@ -57,8 +57,15 @@ def test_init_again_restores_a_missing_token_parameter(swarm: Swarm) -> None:
 def test_overlay_networks_come_from_the_address_pool(swarm: Swarm) -> None:
     leader = swarm.managers[0]
     leader.docker("network", "create", "--driver", "overlay", "pool-check")
-    subnet = leader.docker("network", "inspect", "--format", "{{(index .IPAM.Config 0).Subnet}}", "pool-check")
-    network = ipaddress.IPv4Network(subnet.stdout.strip())
+    # The manager's allocator assigns the subnet after the create returns.
+    subnet = wait_until(
+        "a subnet allocated to pool-check",
+        lambda: leader.docker(
+            "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "pool-check"
+        ).stdout.strip(),
+        30,
+    )
+    network = ipaddress.IPv4Network(subnet)
     assert network.subnet_of(ADDR_POOL)
     assert network.prefixlen == 24
     leader.docker("network", "rm", "pool-check")
