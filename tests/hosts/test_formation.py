@@ -229,10 +229,12 @@ def test_overlay_traffic_and_host_mode_ports_cross_hosts(swarm: Swarm) -> None:
     wait_until("hello running", lambda: swarm.running_tasks("hello"), 60)
     request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3"
 
-    # A host-mode port, from another host over the bridge.
-    published = run_script(leader, f"{request} {worker.ip} 8080", swarm.cloud.aws)
-    assert published.ok, published.stderr
-    assert published.stdout.rstrip().endswith("hello")
+    # A host-mode port, from another host over the bridge (retried: httpd may not listen yet).
+    wait_until(
+        f"hello on {worker.ip}:8080",
+        lambda: run_script(leader, f"{request} {worker.ip} 8080", swarm.cloud.aws).stdout.rstrip().endswith("hello"),
+        20,
+    )
 
     # The overlay (VXLAN between the namespaces), from a container on another host.
     task = worker.docker("ps", "-q", "--filter", "name=hello").stdout.split()[0]
