@@ -17,11 +17,13 @@ done
 
 step="reading the services"
 # Jobs run to completion, so their replicas never stay "running": only long-running modes count.
-docker service ls --format '{{.ID}} {{.Mode}} {{.Replicas}}' >"$work/services" 2>"$work/err" ||
-	fail "cannot list services: $(cat "$work/err")"
+: >"$work/services"
+for mode in replicated global; do
+	docker service ls --filter "mode=$mode" --format '{{.ID}} {{.Replicas}}' >>"$work/services" 2>"$work/err" ||
+		fail "cannot list services: $(cat "$work/err")"
+done
 services=""
-while read -r id mode replicas _; do
-	case "$mode" in replicated | global) ;; *) continue ;; esac
+while read -r id replicas _; do
 	info=$(docker service inspect --format '{{.Spec.Name}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{else}}none{{end}}' "$id" 2>"$work/err") ||
 		fail "cannot inspect service $id: $(cat "$work/err")"
 	# shellcheck disable=SC2086 # two words
