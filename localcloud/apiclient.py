@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -260,25 +261,69 @@ def render(console: Console, answer: Any, title: str = "") -> None:
         render(console, value, key)
 
 
+def cluster_view(console: Console, cluster: dict[str, Any]) -> None:
+    """GET /cluster (docs/api.md): the counts, the operation in progress, then a row per node."""
+    desired, actual = cluster["desired"], cluster["actual"]
+    seen = f"{actual['managers']} + {actual['workers']}" if actual else "unknown (no manager answered)"
+    console.print(
+        f"cluster {cluster['name']}: {cluster['status']}; managers + workers wanted"
+        f" {desired['managers']} + {desired['workers']}, ready {seen}",
+        markup=False,
+    )
+    operation = cluster["operation"]
+    if operation:
+        console.print(f"operation {operation['id']}: {operation['kind']} {operation['status']}", markup=False)
+    if cluster.get("swarm_error"):
+        console.print(f"swarm: {cluster['swarm_error']}", markup=False)
+    # Light borders, unbroken ids, and the availability only when it is not "active": 80 columns suffice.
+    table = Table(title="nodes", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("instance", "role", "AZ", "state", "swarm", "tasks"):
+        table.add_column(column, no_wrap=column == "instance")
+    for node in cluster["nodes"]:
+        swarm = [_cell(node["swarm_state"])] + ["leader"] * node["leader"]
+        if node["availability"] not in {None, "active"}:
+            swarm.append(node["availability"])
+        table.add_row(
+            *(_cell(node[key]) for key in ("instance_id", "role", "az", "state")), "/".join(swarm), _cell(node["tasks"])
+        )
+    console.print(table)
+
+
+def services_view(console: Console, services: list[dict[str, Any]]) -> None:
+    """GET /services (docs/api.md): a row per service, with its running tasks per node."""
+    table = Table(title="services", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("name", "image", "replicas", "running", "tasks per node"):
+        table.add_column(column)
+    for service in services:
+        spread = " ".join(f"{t['instance_id'] or t['node_id']}:{t['running']}" for t in service["tasks"])
+        replicas = "global" if service["mode"] == "global" else _cell(service["replicas"])
+        table.add_row(service["name"], service["image"], replicas, str(service["running"]), spread or "-")
+    console.print(table)
+
+
 def _print_json(answer: Any) -> None:
     sys.stdout.write(json.dumps(answer, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------- commands
-def _show(args: argparse.Namespace, answer: Any, title: str = "") -> int:
+def _show(args: argparse.Namespace, answer: Any, view: Callable[[Console, Any], None]) -> int:
     if args.json:
         _print_json(answer)
     else:
-        render(_console(), answer, title)
+        view(_console(), answer)
     return 0
 
 
+def _generic(title: str) -> Callable[[Console, Any], None]:
+    return lambda console, answer: render(console, answer, title)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    return _show(args, resolve(args).request("GET", "/cluster"), "cluster")
+    return _show(args, resolve(args).request("GET", "/cluster"), cluster_view)
 
 
 def cmd_operation(args: argparse.Namespace) -> int:
-    return _show(args, resolve(args).request("GET", f"/operations/{_quote(args.id)}"), "operation")
+    return _show(args, resolve(args).request("GET", f"/operations/{_quote(args.id)}"), _generic("operation"))
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
@@ -347,11 +392,12 @@ def _quote(segment: str) -> str:
 
 
 def cmd_services_list(args: argparse.Namespace) -> int:
-    return _show(args, resolve(args).request("GET", "/services"), "services")
+    return _show(args, resolve(args).request("GET", "/services"), lambda c, a: services_view(c, a["services"]))
 
 
 def cmd_services_show(args: argparse.Namespace) -> int:
-    return _show(args, resolve(args).request("GET", f"/services/{_quote(args.name)}"), args.name)
+    answer = resolve(args).request("GET", f"/services/{_quote(args.name)}")
+    return _show(args, answer, lambda console, service: services_view(console, [service]))
 
 
 def port_spec(text: str) -> dict[str, Any]:
@@ -384,7 +430,7 @@ def service_body(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_services_create(args: argparse.Namespace) -> int:
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
-    return _show(args, resolve(args).request("POST", "/services", service_body(args), headers), args.name)
+    return _show(args, resolve(args).request("POST", "/services", service_body(args), headers), _generic(args.name))
 
 
 def cmd_services_delete(args: argparse.Namespace) -> int:

@@ -74,14 +74,23 @@ def run(api: tuple[ScriptedApi, str], capsys: pytest.CaptureFixture[str]) -> Run
     return run
 
 
+NODE = {"node_id": "n1", "hostname": "ip-10-0-0-1", "swarm_state": "ready", "availability": "active", "leader": False}
+# Shaped as docs/api.md shows the API's answers.
 CLUSTER = {
-    "desired": {"managers": 1, "workers": 1},
+    "name": "demo",
+    "status": "ready",
+    "desired": {"managers": 1, "workers": 2},
     "actual": {"managers": 1, "workers": 1},
     "nodes": [
-        {"instance_id": "i-0aa", "role": "manager", "az": "us-east-1a", "state": "ready", "tasks": 2},
-        {"instance_id": "i-0bb", "role": "worker", "az": "us-east-1b", "state": "ready", "tasks": 1},
+        NODE
+        | {"instance_id": "i-0aa", "role": "manager", "az": "us-east-1a", "state": "active", "tasks": 2}
+        | {"leader": True},
+        NODE
+        | {"instance_id": "i-0bb", "role": "worker", "az": "us-east-1b", "state": "active", "tasks": 1}
+        | {"availability": "drain"},
     ],
-    "operation": None,
+    "operation": {"id": "op-7", "kind": "scale", "status": "running", "request": {}, "steps": [], "error": None},
+    "swarm_error": None,
 }
 
 
@@ -94,8 +103,10 @@ def test_status_is_signed_and_shown_as_json_or_a_table(api: tuple[ScriptedApi, s
     assert function.events[0]["requestContext"]["authorizer"]["iam"]["accessKey"] == "testing"
     code, out, _ = run("status")
     assert code == 0
-    assert "desired: managers=1 workers=1" in out
-    assert "i-0aa" in out
+    assert "cluster demo: ready; managers + workers wanted 1 + 2, ready 1 + 1" in out
+    assert "operation op-7: scale running" in out
+    assert "ready/leader" in out
+    assert "ready/drain" in out
     assert "us-east-1b" in out
 
 
@@ -186,10 +197,15 @@ def test_errors_show_the_message_and_fields_and_exit_by_kind(
 
 def test_services_create_show_list_delete(api: tuple[ScriptedApi, str], run: Run) -> None:
     function, _ = api
-    service = {"name": "web", "image": "swarmwarden/busybox:local", "replicas": 2, "tasks": [{"node": "n1"}]}
+    tasks = [
+        {"node_id": "n1", "instance_id": "i-0aa", "running": 1},
+        {"node_id": "n2", "instance_id": None, "running": 1},
+    ]
+    service = {"name": "web", "id": "s1", "image": "swarmwarden/busybox:local", "mode": "replicated"}
+    service |= {"replicas": 2, "running": 2, "tasks": tasks}
     function.answers |= {
         "POST /services": [(201, service)],
-        "GET /services": [(200, [service])],
+        "GET /services": [(200, {"services": [service]})],
         "GET /services/{name}": [(200, service)],
         "DELETE /services/{name}": [(200, {"name": "web", "deleted": True})],
     }
@@ -210,10 +226,12 @@ def test_services_create_show_list_delete(api: tuple[ScriptedApi, str], run: Run
         "constraints": ["node.role==worker"],
         "command": ["sleep", "--long", "1000"],
     }
-    assert run("services", "list")[0] == 0
+    code, out, _ = run("services", "list")
+    assert code == 0
+    assert "i-0aa:1 n2:1" in out
     code, out, _ = run("services", "show", "web")
     assert code == 0
-    assert "image: swarmwarden/busybox:local" in out
+    assert "swarmwarden/busybox:local" in out
     assert function.events[-1]["pathParameters"] == {"name": "web"}
     assert run("services", "delete", "web")[:2] == (0, "deleted web\n")
     assert function.events[-1]["routeKey"] == "DELETE /services/{name}"
