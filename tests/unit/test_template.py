@@ -36,7 +36,10 @@ from functions.hosts import app as hosts_app
 from functions.network import app as network_app
 from functions.scale import app as scale_app
 from functions.swarm import app as swarm_app
+from localcloud.events import parse_schedule
 from tests.unit.ec2_world import register_with_ecs, ssm_agents
+from tests.unit.reconcile_world import clear_caches as clear_reconcile_caches
+from tests.unit.reconcile_world import exercise_reconcile
 from tests.unit.repair_world import clear_caches, exercise_repair
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +57,7 @@ FUNCTIONS = {
     "CustomResourceFunction": "custom_resource",
     "RepairTriggerFunction": "repair_trigger",
     "RepairFunction": "repair",
+    "ReconcileFunction": "reconcile",
     "ScaleFunction": "scale",
 }
 STATE_MACHINES = {
@@ -613,6 +617,46 @@ def test_scale_function_commands_own_hosts_reaches_its_table_and_never_reads_tok
     assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "ClusterTable"}}} in props("ScaleFunction")["Policies"]
 
 
+def test_reconcile_function_acts_on_its_own_hosts_and_starts_repairs_only() -> None:
+    statements = function_statements("ReconcileFunction")
+    instance = ec2_arn("instance", "i-1")
+    assert allowed(statements, "ec2:TerminateInstances", instance, **resource_tag())
+    assert not allowed(statements, "ec2:TerminateInstances", instance, **resource_tag(OTHER))
+    assert allowed(statements, "ssm:SendCommand", instance, **{"ssm:resourceTag/swarmwarden:cluster": CLUSTER})
+    assert not allowed(statements, "ssm:SendCommand", instance, **{"ssm:resourceTag/swarmwarden:cluster": OTHER})
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{CLUSTER}"
+    assert allowed(statements, "states:StartExecution", f"{machine}-repair")
+    assert not allowed(statements, "states:StartExecution", f"{machine}-provision")
+    execution = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{CLUSTER}-repair:repair-i-1-1"
+    assert allowed(statements, "states:DescribeExecution", execution)
+    assert not allowed(statements, "states:DescribeExecution", execution.replace("-repair:", "-provision:"))
+    for role in ("manager", "worker"):
+        assert not allowed(statements, "ssm:GetParameter", param_arn(f"/swarmwarden/{CLUSTER}/tokens/{role}"))
+    assert {"DynamoDBReadPolicy": {"TableName": {"Ref": "ClusterTable"}}} in props("ReconcileFunction")["Policies"]
+
+
+def test_reconcile_runs_on_a_schedule_and_on_running_instances_and_repairs_as_the_trigger_does() -> None:
+    events = props("ReconcileFunction")["Events"]
+    assert events["Sweep"]["Type"] == "Schedule"
+    assert events["Sweep"]["Properties"]["Schedule"] == {"Ref": "ReconcileSchedule"}
+    assert parse_schedule(template()["Parameters"]["ReconcileSchedule"]["Default"]) == 300
+    assert events["InstanceRunning"]["Properties"]["Pattern"]["detail"] == {"state": ["running"]}
+    reconcile, trigger = _environment("ReconcileFunction"), _environment("RepairTriggerFunction")
+    # A repair reconcile starts has the trigger's name and input, so the two never start two.
+    for variable in (
+        "REPAIR_STATE_MACHINE_ARN",
+        "POLL_INTERVAL_SECONDS",
+        "POLL_MAX_ATTEMPTS",
+        "MAX_CONCURRENT_REPAIRS",
+        "REPAIR_PAUSE_THRESHOLD_PERCENT",
+    ):
+        assert reconcile[variable] == trigger[variable], variable
+    assert Settings.model_validate(reconcile).never_joined_grace_minutes == 10
+    assert props("ReconcileFunction")["Timeout"] >= 2 * (
+        Settings.model_validate(reconcile).command_timeout_seconds + 60
+    )
+
+
 def test_cluster_state_function_reaches_only_the_cluster_table() -> None:
     policies = props("ClusterStateFunction")["Policies"]
     assert policies == [{"DynamoDBCrudPolicy": {"TableName": {"Ref": "ClusterTable"}}}]
@@ -929,7 +973,10 @@ def deployed_environment(monkeypatch: pytest.MonkeyPatch, instance_profiles: dic
         monkeypatch.setenv(name, value)
     for name, value in _environment("RepairTriggerFunction").items():
         monkeypatch.setenv(name, value)
+    for name, value in _environment("ReconcileFunction").items():
+        monkeypatch.setenv(name, value)
     clear_caches()
+    clear_reconcile_caches()
     monkeypatch.setenv("CLUSTER_NAME", "demo")
     monkeypatch.setenv("TOKEN_PARAMETER_PREFIX", "/swarmwarden/demo/tokens")
     monkeypatch.setenv("MANAGER_INSTANCE_PROFILE_ARN", instance_profiles["manager"])
@@ -970,6 +1017,7 @@ def test_roles_grant_every_call_the_functions_make(deployed_environment: None, e
             swarm_app.lambda_handler({"action": "delete_tokens", "spec": spec}, context)
         exercise_repair(as_function, spec, hosts, context)
         _scale_steps(spec, network, hosts, context, as_function)
+        exercise_reconcile(as_function, spec, hosts, context)
         with as_function("ClusterStateFunction"):
             cluster_state_app.lambda_handler({"action": "tearing_down", "spec": spec}, context)
             cluster_state_app.lambda_handler({"action": "torn_down", "spec": spec}, context)

@@ -23,6 +23,8 @@ class Settings(BaseModel):
     poll_interval_seconds: int = Field(default=15, alias="POLL_INTERVAL_SECONDS")
     poll_max_attempts: int = Field(default=40, alias="POLL_MAX_ATTEMPTS")
     command_timeout_seconds: int = Field(default=120, alias="COMMAND_TIMEOUT_SECONDS")
+    # Reconcile's: how long a tagged instance may run without joining before it counts as broken.
+    never_joined_grace_minutes: int = Field(default=10, ge=1, le=1440, alias="NEVER_JOINED_GRACE_MINUTES")
     # The scale workflow, started by the HTTP API and by the custom resource's Update.
     scale_state_machine_arn: str = Field(default="", alias="SCALE_STATE_MACHINE_ARN")
     # The repair trigger's: the workflow it starts, K (repairs at once) and X (the circuit breaker's %).

@@ -1,0 +1,59 @@
+"""ReconcileFunction: the scheduled sweep (what no EC2 event reports), and the rebalance after one of our
+instances comes up (the EC2 `running` event)."""
+
+import time
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from swarmwarden import aws
+from swarmwarden.adapters.hosts import Hosts
+from swarmwarden.adapters.operations import Operations
+from swarmwarden.adapters.runcommand import RunCommand
+from swarmwarden.adapters.store import ClusterStore
+from swarmwarden.adapters.tokens import TokenParameters
+from swarmwarden.domain.model import ClusterSpec
+from swarmwarden.observability import emit_metric, logger, metrics, tracer
+from swarmwarden.settings import settings
+from swarmwarden.steps import reconcile, repair, swarm
+
+
+@cache
+def adapters() -> reconcile.Adapters:
+    config = settings()
+    trigger = repair.trigger_adapters(config)
+    sfn = aws.stepfunctions()
+
+    def start_repair(spec: ClusterSpec, instance_id: str, attempt: int) -> repair.TriggerResult:
+        return repair.start_repair(spec, instance_id, trigger, attempt=attempt)
+
+    def execution_status(arn: str) -> str:
+        return sfn.describe_execution(executionArn=arn)["status"]
+
+    return reconcile.Adapters(
+        cluster=config.cluster_name,
+        store=ClusterStore(aws.dynamodb(), config.table_name),
+        operations=Operations(aws.dynamodb(), config.table_name),
+        hosts=Hosts(aws.ec2(), aws.ssm(), {}),
+        swarm=swarm.Adapters(
+            runner=RunCommand(aws.ssm()),
+            tokens=TokenParameters(aws.ssm(), config.token_parameter_prefix),
+            region=config.region,
+            token_prefix=config.token_parameter_prefix,
+            command_timeout_seconds=config.command_timeout_seconds,
+        ),
+        start_repair=start_repair,
+        execution_status=execution_status,
+        metrics=repair.Metrics(config.cluster_name, emit_metric),
+        grace_seconds=config.never_joined_grace_minutes * 60,
+        clock=time.time,
+    )
+
+
+@logger.inject_lambda_context(log_event=True, correlation_id_path="id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = reconcile.handle(event, adapters())
+    logger.info("reconcile", extra=result.model_dump(mode="json"))
+    return result.model_dump(mode="json")
