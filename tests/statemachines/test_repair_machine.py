@@ -31,7 +31,7 @@ SUBSTITUTIONS = {**default_substitutions(), "RepairFunctionArn": function_arn("r
 FAILED_WORKER = host(4, "worker", "worker-1")  # us-east-1b
 FAILED_MANAGER = host(1, "manager", "manager-1")  # us-east-1b
 MANAGERS = [host(0, "manager", "manager-0"), host(2, "manager", "manager-2")]
-SWARM_REF = {"swarm_id": "swarm0123456789", "manager_addr": f"{MANAGERS[0]['private_ip']}:2377"}
+SWARM_REF = {"swarm_id": "swarm0123456789", "manager_addr": MANAGERS[0]["private_ip"]}
 
 WORKER_PATH = [
     "Classify",

@@ -29,8 +29,6 @@ from swarmwarden.observability import emit_metric
 from swarmwarden.settings import Settings
 from swarmwarden.steps.swarm import HealthyManagerResult
 
-SWARM_PORT = 2377
-
 
 # ---------------------------------------------------------------- metrics
 class Metrics:
@@ -120,9 +118,9 @@ def trigger(event: Ec2StateChangeEvent, adapters: TriggerAdapters) -> TriggerRes
 def start_repair(spec: ClusterSpec, instance_id: str, adapters: TriggerAdapters, attempt: int = 0) -> TriggerResult:
     """Starts the instance's repair, or finds the one started before (the trigger and reconcile share this)."""
     payload = RepairInput(spec=spec, instance_id=instance_id, poll=adapters.poll, limits=adapters.limits)
+    # Started, or found still running under that name (StartExecution's idempotency). RepairsStarted is
+    # counted where each execution creates its operation, so a duplicate never counts twice.
     arn, started = adapters.start(rules.execution_name(instance_id, attempt), payload.model_dump(mode="json"))
-    if started:
-        adapters.metrics.count("RepairsStarted")
     return TriggerResult(outcome="started" if started else "duplicate", instance_id=instance_id, execution_arn=arn)
 
 
@@ -268,16 +266,16 @@ def classify(request: Classify, adapters: Adapters) -> Classified:
 
 
 def _ensure_operation(adapters: Adapters, cluster: str, operation_id: str, instance_id: str) -> None:
-    with suppress(OperationExists):  # a retried step
-        adapters.operations.create(
-            cluster,
-            Operation(
-                id=operation_id,
-                kind=OperationKind.REPAIR,
-                status=OperationStatus.RUNNING,
-                request={"instance_id": instance_id},
-            ),
-        )
+    """Creates the repair's operation once (a retried step finds it) and counts RepairsStarted then."""
+    operation = Operation(
+        id=operation_id,
+        kind=OperationKind.REPAIR,
+        status=OperationStatus.RUNNING,
+        request={"instance_id": instance_id},
+    )
+    with suppress(OperationExists):
+        adapters.operations.create(cluster, operation)
+        adapters.metrics.count("RepairsStarted")
 
 
 def guard(request: Guard, adapters: Adapters) -> GuardResult:
@@ -338,7 +336,7 @@ def claim(request: Claim, adapters: Adapters) -> Claimed:
     adapters.operations.update(cluster, owner, step="claimed", detail=f"replacement slot {slot}")
     return Claimed(
         placement=Placement(slot=slot, role=role, az=request.failed.host.az),
-        swarm=SwarmRef(swarm_id=record.swarm_id, manager_addr=f"{request.manager.private_ip}:{SWARM_PORT}"),
+        swarm=SwarmRef(swarm_id=record.swarm_id, manager_addr=request.manager.private_ip),
     )
 
 
