@@ -24,7 +24,8 @@ REPLICAS = 4
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[LocalCloud]:
-    yield from start_cloud(PREFIX, parameters={"ManagerCount": "1", "WorkerCount": "2"})
+    # A VPC range of its own, so it can run next to the other e2e clouds.
+    yield from start_cloud(PREFIX, parameters={"ManagerCount": "1", "WorkerCount": "2", "VpcCidr": "10.61.0.0/16"})
 
 
 def wait_for[T](what: str, probe: Callable[[], T | None], timeout: float) -> T:

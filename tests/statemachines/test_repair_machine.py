@@ -52,6 +52,7 @@ WORKER_PATH = [
     "RotateTokens",
     "Rebalance",
     "VerifyReplacement",
+    "TerminateDeadInstance",
     "RecordRepair",
     "ReleaseLock",
     "Repaired",
@@ -82,6 +83,7 @@ RESULTS: dict[tuple[str, str], type[BaseModel]] = {
     ("hosts", "launch_slots"): hosts.LaunchedSlots,
     ("hosts", "check_ready"): Readiness,
     ("hosts", "terminate_run"): hosts.Terminated,
+    ("hosts", "terminate_instances"): hosts.Terminated,
     ("cluster_state", "acquire_lock"): cluster_state.LockResult,
     ("cluster_state", "release_lock"): cluster_state.Released,
 }
@@ -153,6 +155,7 @@ def stub_repair_happy(stubs: LambdaStubs, failed: dict[str, str]) -> dict[str, s
     )
     stubs.on("cluster_state", "release_lock", {"released": True})
     stubs.on("hosts", "terminate_run", {"terminated": [replacement["instance_id"]]})
+    stubs.on("hosts", "terminate_instances", {"terminated": []})
     stubs.on("repair", "fail", {"recorded": True})
     return replacement
 
@@ -240,6 +243,9 @@ def test_a_dead_worker_is_removed_replaced_in_its_az_joined_and_recorded(stubs: 
     assert actions.index("remove_node") < actions.index("join") < actions.index("rotate_tokens")
     assert not stubs.calls_to("hosts", "terminate_run")
     assert not stubs.calls_to("repair", "fail")
+    # A stopped instance is ended once its replacement is in; a terminated one is skipped by the function.
+    (dead,) = stubs.calls_to("hosts", "terminate_instances")
+    assert dead.payload["instance_ids"] == [FAILED_WORKER["instance_id"]]
 
 
 def test_a_dead_manager_is_replaced_by_a_manager(stubs: LambdaStubs, repair_arn: str) -> None:
@@ -350,6 +356,17 @@ def test_a_failure_after_launch_terminates_the_replacement_records_and_releases(
     assert fail.payload["operation_id"] == "repair-i-fails"
     (release,) = stubs.calls_to("cluster_state", "release_lock")
     assert release.payload["operation_id"] == "repair-i-fails"
+
+
+def test_failing_to_end_the_dead_instance_still_records_the_repair(stubs: LambdaStubs, repair_arn: str) -> None:
+    stub_repair_happy(stubs, FAILED_WORKER)
+    stubs.on("hosts", "terminate_instances", LambdaError("InvalidRequest", "not the cluster's"))
+
+    execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-leftover")
+
+    assert execution.status == "SUCCEEDED", execution.describe()
+    assert top_path(execution) == WORKER_PATH
+    assert not stubs.calls_to("hosts", "terminate_run"), "the joined replacement stays"
 
 
 def test_a_replacement_that_never_gets_ready_is_compensated(stubs: LambdaStubs, repair_arn: str) -> None:
