@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from swarmwarden import aws
@@ -19,7 +18,7 @@ from swarmwarden.errors import InsufficientCapacity, InvalidRequest, ScriptFaile
 from swarmwarden.steps import hosts, repair, swarm
 
 SPEC = ClusterSpec(cluster_name="demo", ami_id="ami-0123456789abcdef0")
-TABLE = "cluster"
+TABLE = "ClusterTable"  # the conftest fixture cluster_table
 AZS = ("us-east-1a", "us-east-1b", "us-east-1c")
 NETWORK = NetworkRef(
     vpc_id="vpc-1",
@@ -32,15 +31,6 @@ class World:
     """A recorded cluster of 3 managers and 2 workers whose instances run in moto's EC2."""
 
     def __init__(self) -> None:
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
         self.store = ClusterStore(aws.dynamodb(), TABLE)
         self.operations = Operations(aws.dynamodb(), TABLE)
         self.metrics: list[tuple[str, float, dict[str, str]]] = []
@@ -112,7 +102,7 @@ class World:
 
 
 @pytest.fixture
-def world(mocked_aws: None) -> World:
+def world(cluster_table: str) -> World:
     return World()
 
 

@@ -17,7 +17,7 @@ from swarmwarden.steps import repair
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SPEC = ClusterSpec(cluster_name="demo", ami_id="ami-0123456789abcdef0")
-TABLE = "cluster"
+TABLE = "ClusterTable"  # the conftest fixture cluster_table
 
 
 def event(instance_id: str, state: str) -> dict[str, Any]:
@@ -31,16 +31,6 @@ class World:
     """moto with one recorded ready cluster `demo`, its repair state machine, and the trigger's adapters."""
 
     def __init__(self) -> None:
-        dynamodb = boto3.client("dynamodb")
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
         self.store = ClusterStore(aws.dynamodb(), TABLE)
         self.store.put_cluster(SPEC, ClusterStatus.READY, swarm_id="swarm-1")
         self.sfn = boto3.client("stepfunctions")
@@ -82,7 +72,7 @@ class World:
 
 
 @pytest.fixture
-def world(mocked_aws: None) -> World:
+def world(cluster_table: str) -> World:
     return World()
 
 
@@ -168,7 +158,7 @@ def test_while_paused_nothing_starts_and_the_alarm_metric_is_emitted(world: Worl
     assert world.metrics == [("RepairPaused", {"cluster": "demo"})]
 
 
-def test_the_handler_parses_the_event_samples(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_handler_parses_the_event_samples(cluster_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from functions.repair_trigger import app
 
     world = World()

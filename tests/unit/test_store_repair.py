@@ -6,18 +6,8 @@ from swarmwarden.adapters.store import ClusterStore
 
 
 @pytest.fixture
-def store(mocked_aws: None) -> ClusterStore:
-    client = boto3.client("dynamodb")
-    client.create_table(
-        TableName="cluster",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return ClusterStore(client, "cluster")
+def store(cluster_table: str) -> ClusterStore:
+    return ClusterStore(boto3.client("dynamodb"), cluster_table)
 
 
 def test_pause_flag_is_set_read_and_cleared_by_deleting_the_item(store: ClusterStore) -> None:
@@ -26,7 +16,9 @@ def test_pause_flag_is_set_read_and_cleared_by_deleting_the_item(store: ClusterS
     assert store.repairs_paused("demo") == "3 of 5 nodes unhealthy"
     assert store.repairs_paused("other") is None
     # The documented resume: delete the PAUSE item (docs/operations.md).
-    boto3.client("dynamodb").delete_item(TableName="cluster", Key={"pk": {"S": "CLUSTER#demo"}, "sk": {"S": "PAUSE"}})
+    boto3.client("dynamodb").delete_item(
+        TableName="ClusterTable", Key={"pk": {"S": "CLUSTER#demo"}, "sk": {"S": "PAUSE"}}
+    )
     assert store.repairs_paused("demo") is None
 
 
