@@ -46,7 +46,7 @@ CONTRACT_ACTIONS = {
         "operation_step",
     },
     "CustomResourceFunctionArn": {"report"},
-    "ScaleFunctionArn": {"plan", "target", "retire", "evacuate", "check_drained", "forget"},
+    "ScaleFunctionArn": {"plan", "target", "retire", "evacuate", "check_drained", "restore", "forget"},
 }
 OUR_ERRORS = {
     name

@@ -27,7 +27,8 @@ REQUESTS: dict[str, TypeAdapter[Any]] = {
 }
 START = ["AcquireLock", "RecordStarted", "EnsureNetwork", "Plan", "RecordPlan", "HasAdditions"]
 FINISH = ["VerifySwarm", "RecordCluster", "RecordSucceeded", "ReleaseLock", "ShouldReportSuccess"]
-FAILED = ["Compensate", "RecordFailure", "ReleaseLockAfterFailure", "ShouldReportFailure"]
+FAILED = ["Compensate", "WereNodesLeaving", "RecordFailure", "ReleaseLockAfterFailure", "ShouldReportFailure"]
+RESTORED = ["Compensate", "WereNodesLeaving", "RestoreLeaving", *FAILED[2:]]
 
 
 @pytest.fixture
@@ -141,6 +142,7 @@ def stub_common(stubs: LambdaStubs, plan: dict[str, Any], final: LaunchResult) -
     stubs.on("swarm", "remove_node", lambda p: {"node": p["node"], "removed": True, "was_manager": False})
     stubs.on("hosts", "terminate_instances", lambda p: {"terminated": p["instance_ids"]})
     stubs.on("scale", "forget", lambda p: {"forgotten": [r["host"]["instance_id"] for r in p["retirees"]]})
+    stubs.on("scale", "restore", lambda p: {"activated": [r["node_id"] for r in p["retirees"]], "absent": []})
     stubs.on("custom_resource", "report", {"reported": True})
 
 
@@ -265,7 +267,8 @@ def test_a_failed_scale_out_terminates_what_it_launched_records_the_error_and_re
 
     assert_status(execution, "FAILED")
     assert execution.error == "InvalidRequest"
-    assert top_path(execution)[-6:] == ["JoinWorkers", *FAILED, "ScaleFailed"]
+    assert top_path(execution)[-7:] == ["JoinWorkers", *FAILED, "ScaleFailed"]
+    assert not stubs.calls_to("scale", "restore")
     (compensate,) = stubs.calls_to("hosts", "terminate_run")
     assert compensate.payload["run_id"] == "scale-fails"
     (failed,) = [c for c in stubs.calls_to("cluster_state", "operation_step") if c.payload["step"] == "failed"]
@@ -288,7 +291,10 @@ def test_tasks_that_do_not_move_stop_the_scale_in_before_anything_is_removed(
 
     assert_status(execution, "FAILED")
     assert execution.error == "TasksNotMoved"
-    assert top_path(execution)[-6:] == ["TasksNotMoved", *FAILED, "ScaleFailed"]
+    assert top_path(execution)[-8:] == ["TasksNotMoved", *RESTORED, "ScaleFailed"]
+    # The paused nodes go back to work: the cluster is as it was, the error on the operation.
+    (restore,) = stubs.calls_to("scale", "restore")
+    assert [r["node_id"] for r in restore.payload["retirees"]] == ["node-worker-2"]
     assert len(stubs.calls_to("scale", "check_drained")) == FAST_POLL["max_attempts"]
     for action in ("drain", "remove_node"):
         assert not stubs.calls_to("swarm", action)
@@ -357,7 +363,8 @@ def test_every_failure_path_records_the_error_and_releases_the_lock() -> None:
         return False
 
     catches = {c["Next"] for s in states.values() for c in s.get("Catch", [])} | {"HostsNotReady", "TasksNotMoved"}
-    for start in catches - {"ScaleFailed", "RecordFailure", "ReleaseLockAfterFailure", "ShouldReportFailure"}:
+    ending = {"ScaleFailed", "RecordFailure", "ReleaseLockAfterFailure", "ShouldReportFailure"}
+    for start in catches - ending:
         assert reaches(start, "RecordFailure"), start
         assert reaches(start, "ReleaseLockAfterFailure"), start
     assert states["LaunchHosts"]["Parameters"]["run_id.$"] == "$$.Execution.Name"

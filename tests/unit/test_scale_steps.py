@@ -49,6 +49,7 @@ class Hosts:
     services: list[dict[str, Any]] = field(default_factory=list)
     down: set[str] = field(default_factory=set)
     failing: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
     calls: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
     def run(self, instance_id: str, script: str, parameters: dict[str, str], timeout_seconds: int) -> dict[str, Any]:
@@ -66,6 +67,9 @@ class Hosts:
                 }
             case "evacuate":
                 return {"paused": parameters["SW_NODES"].split(), "updated": ["web"]}
+            case "activate":
+                nodes = parameters["SW_NODES"].split()
+                return {"activated": [n for n in nodes if n not in self.removed], "absent": sorted(self.removed)}
         raise AssertionError(script)
 
     def node(self, h: Host) -> dict[str, Any]:
@@ -214,3 +218,15 @@ def test_evacuate_names_the_leaving_nodes(store: ClusterStore) -> None:
             },
         )
     ]
+
+
+def test_restore_puts_the_nodes_still_in_the_swarm_back_to_work(store: ClusterStore) -> None:
+    retirees = tuple(scale.Retiree(host=h, node_id=f"node-{h.slot}") for h in WORKERS[3:])
+    request = scale.Retire(action="retire", spec=spec(1, 3), retirees=retirees)
+    scale.run(request, adapters(store, Hosts()))
+    hosts = Hosts(removed={"node-worker-4"})
+    restore = scale.Restore(action="restore", spec=spec(1, 3), manager=MANAGER, retirees=retirees)
+    result = scale.run(restore, adapters(store, hosts))
+    assert result == scale.Restored(activated=("node-worker-3",), absent=("node-worker-4",))
+    states = {r.slot: r.state for r in store.nodes(CLUSTER)}
+    assert (states["worker-3"], states["worker-4"]) == (NodeState.ACTIVE, NodeState.RETIRING)

@@ -59,13 +59,24 @@ class CheckDrained(Contract):
     max_attempts: int = Field(ge=1)
 
 
+class Restore(Contract):
+    """After a failed scale-in: the leaving nodes still in the swarm go back to work and to ACTIVE."""
+
+    action: Literal["restore"]
+    spec: ClusterSpec
+    manager: Host
+    retirees: tuple[Retiree, ...] = Field(min_length=1)
+
+
 class Forget(Contract):
     action: Literal["forget"]
     spec: ClusterSpec
     retirees: tuple[Retiree, ...] = Field(min_length=1)
 
 
-ScaleRequest = Annotated[Plan | Target | Retire | Evacuate | CheckDrained | Forget, Field(discriminator="action")]
+ScaleRequest = Annotated[
+    Plan | Target | Retire | Evacuate | CheckDrained | Restore | Forget, Field(discriminator="action")
+]
 REQUEST: TypeAdapter[ScaleRequest] = TypeAdapter(ScaleRequest)
 
 
@@ -125,6 +136,11 @@ class Drained(Contract):
     exhausted: bool
     attempt: int
     summary: str
+
+
+class Restored(Contract):
+    activated: tuple[str, ...]  # node ids back to work (and their records ACTIVE)
+    absent: tuple[str, ...]  # node ids already removed from the swarm: their records stay RETIRING
 
 
 class Forgotten(Contract):
@@ -274,6 +290,15 @@ def run(request: ScaleRequest, adapters: Adapters) -> Contract:
             return Evacuation.model_validate(result)
         case CheckDrained():
             return check_drained(request, adapters)
+        case Restore(manager=manager, retirees=retirees):
+            nodes = " ".join(r.node_id for r in retirees)
+            restored = Restored.model_validate(
+                swarm.run_script(request.spec, manager, "activate", {"SW_NODES": nodes}, adapters.swarm)
+            )
+            for retiree in retirees:
+                if retiree.node_id in restored.activated:
+                    adapters.store.set_node_state(cluster, retiree.host.instance_id, NodeState.ACTIVE)
+            return restored
         case Forget(retirees=retirees):
             for retiree in retirees:
                 adapters.store.delete_node(cluster, retiree.host.instance_id)
