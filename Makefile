@@ -14,7 +14,7 @@ DEMO_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: setup debian-packages lint format typecheck validate build test test-unit test-statemachines \
-        test-hosts test-e2e demo bench duplicates clean
+        test-hosts test-e2e demo bench duplicates clean openapi
 
 setup: $(VENV)/.setup-stamp debian-packages
 
@@ -73,6 +73,10 @@ bench: setup
 
 duplicates:
 	duplicates --change
+
+# The HTTP API's OpenAPI document, generated from the routes; tests/unit/test_openapi.py fails when it is stale.
+openapi: setup
+	$(BIN)/python -m swarmwarden.api.openapi > docs/openapi.json
 
 clean:
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .hypothesis

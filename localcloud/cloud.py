@@ -38,7 +38,8 @@ from localcloud.template import ACCOUNT, Rule, Template
 
 REPO = Path(__file__).resolve().parents[1]
 # Short waits for the local cloud; the template's defaults stay realistic for AWS.
-LOCAL_PARAMETERS = {"PollIntervalSeconds": "1", "PollMaxAttempts": "180"}
+# No registry is reachable from the hosts: services use the locally imported image as it is.
+LOCAL_PARAMETERS = {"PollIntervalSeconds": "1", "PollMaxAttempts": "180", "ResolveImage": "never"}
 AMI_PARAMETER_TYPE = "AWS::SSM::Parameter::Value"
 _log = logging.getLogger(__name__)
 

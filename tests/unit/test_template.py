@@ -25,11 +25,13 @@ from samtranslator.translator.transform import transform  # type: ignore[import-
 from swarmwarden import aws
 from swarmwarden.adapters.operations import OperationKind
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore
+from swarmwarden.api import routes
 from swarmwarden.domain.model import MAX_WORKERS_CEILING, ClusterSpec, Host, Poll
 from swarmwarden.errors import SwarmwardenError
 from swarmwarden.settings import Settings
 from swarmwarden.steps.custom_resource import spec_from_properties
 
+from functions.api import app as api_app
 from functions.cluster_state import app as cluster_state_app
 from functions.custom_resource import app as custom_resource_app
 from functions.hosts import app as hosts_app
@@ -58,6 +60,7 @@ FUNCTIONS = {
     "RepairTriggerFunction": "repair_trigger",
     "RepairFunction": "repair",
     "ReconcileFunction": "reconcile",
+    "ApiFunction": "api",
     "ScaleFunction": "scale",
 }
 STATE_MACHINES = {
@@ -605,6 +608,74 @@ def test_swarm_function_commands_only_own_hosts_and_never_reads_tokens() -> None
     assert not allowed(statements, "ssm:DeleteParameter", param_arn(f"/swarmwarden/{OTHER}/tokens/worker"))
 
 
+def test_api_function_reaches_its_tables_the_scale_workflow_and_own_hosts_only() -> None:
+    statements = function_statements("ApiFunction")
+    cluster_table = arn_of("ClusterTable")
+    for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"):
+        assert allowed(statements, action, cluster_table)
+    assert not allowed(statements, "dynamodb:DeleteItem", cluster_table)
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+        assert allowed(statements, action, arn_of("IdempotencyTable"))
+    assert not allowed(statements, "dynamodb:Scan", arn_of("IdempotencyTable"))
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{CLUSTER}"
+    assert _environment("ApiFunction")["SCALE_STATE_MACHINE_ARN"] == f"{machine}-scale"
+    assert allowed(statements, "states:StartExecution", f"{machine}-scale")
+    assert not allowed(statements, "states:StartExecution", f"{machine}-provision")
+    shell = f"arn:aws:ssm:{REGION}::document/AWS-RunShellScript"
+    assert allowed(statements, "ssm:SendCommand", shell)
+    instance = ec2_arn("instance", "i-1")
+    assert allowed(statements, "ssm:SendCommand", instance, **{"ssm:resourceTag/swarmwarden:cluster": CLUSTER})
+    assert not allowed(statements, "ssm:SendCommand", instance, **{"ssm:resourceTag/swarmwarden:cluster": OTHER})
+    for role in ("manager", "worker"):
+        assert not allowed(statements, "ssm:GetParameter", param_arn(f"/swarmwarden/{CLUSTER}/tokens/{role}"))
+
+
+def test_api_function_settings() -> None:
+    settings = Settings.model_validate(_environment("ApiFunction"))
+    assert settings.max_workers == 20  # MaxWorkers' default
+    assert settings.resolve_image == "always"
+    assert settings.idempotency_table_name == "IdempotencyTable"
+    assert (settings.poll_interval_seconds, settings.poll_max_attempts) == (15, 40)
+    # API Gateway's integration timeout is 30 s: the function must answer before it.
+    assert props("ApiFunction")["Timeout"] < 30
+
+
+def test_every_api_route_requires_aws_iam() -> None:
+    api = props("SwarmApi")
+    assert resources()["SwarmApi"]["Type"] == "AWS::Serverless::HttpApi"
+    assert api["Auth"] == {"EnableIamAuthorizer": True, "DefaultAuthorizer": "AWS_IAM"}
+    routes_in_template = set()
+    for logical_id, resource in resources().items():
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                assert logical_id == "ApiFunction"
+                assert event["Properties"]["ApiId"] == {"Ref": "SwarmApi"}
+                assert "Auth" not in event["Properties"], "a route overrides the default authorizer"
+                routes_in_template.add((event["Properties"]["Method"].lower(), event["Properties"]["Path"]))
+    # As CloudFormation gets it: every route of the generated API carries the IAM authorizer.
+    body = translated()["Resources"]["SwarmApi"]["Properties"]["Body"]
+    deployed = {(m, p) for p, ops in body["paths"].items() for m in ops}
+    assert deployed == routes_in_template
+    for path, operations in body["paths"].items():
+        for method, operation in operations.items():
+            assert operation["security"] == [{"AWS_IAM": []}], (method, path)
+    # The template's routes are exactly the code's.
+    document = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert routes_in_template == {(m, p) for p, ops in document["paths"].items() for m in ops}
+
+
+def test_idempotency_table_shape() -> None:
+    table = resources()["IdempotencyTable"]
+    properties = table["Properties"]
+    assert properties["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert properties["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_api_url_is_an_output() -> None:
+    assert "SwarmApi" in str(template()["Outputs"]["ApiUrl"]["Value"])
+
+
 def test_scale_function_commands_own_hosts_reaches_its_table_and_never_reads_tokens() -> None:
     statements = function_statements("ScaleFunction")
     instance = ec2_arn("instance", "i-1")
@@ -937,6 +1008,9 @@ class Context:
     memory_limit_in_mb: int = 256
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
 
 EVENTS = ROOT / "events" / "steps"
 
@@ -990,8 +1064,18 @@ def deployed_environment(monkeypatch: pytest.MonkeyPatch, instance_profiles: dic
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+    for name, value in _environment("ApiFunction").items():
+        monkeypatch.setenv(name, value)
+    boto3.client("dynamodb").create_table(
+        TableName="IdempotencyTable",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     for app in (swarm_app, custom_resource_app, scale_app):
         app.adapters.cache_clear()  # built from an earlier test's clients otherwise
+    routes.api.cache_clear()
+    routes._idempotency_store.cache_clear()
 
 
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -1015,6 +1099,7 @@ def test_roles_grant_every_call_the_functions_make(deployed_environment: None, e
             swarm_app.lambda_handler({"action": "init", "spec": spec, "seed": hosts["seed"]}, context)
         with as_function("SwarmFunction"):
             swarm_app.lambda_handler({"action": "delete_tokens", "spec": spec}, context)
+        _api_requests(spec, hosts, context, as_function)
         exercise_repair(as_function, spec, hosts, context)
         _scale_steps(spec, network, hosts, context, as_function)
         exercise_reconcile(as_function, spec, hosts, context)
@@ -1078,3 +1163,29 @@ def _scale_steps(
             scale.workflows.start(scale.state_machine_arn, "update-1", {})
         scale.operations.acquire("demo", "update-1", OperationKind.SCALE, lease_seconds=60)
         scale.operations.release("demo", "update-1")
+
+
+def _api_requests(spec: dict[str, Any], hosts: dict[str, Any], context: Context, as_function: Any) -> None:
+    """Every route once, on a recorded ready cluster (moto runs no script: the swarm never answers)."""
+    store = ClusterStore(aws.dynamodb(), "ClusterTable")
+    store.put_cluster(ClusterSpec.model_validate(spec), ClusterStatus.READY)
+    launched = {
+        h["instance_id"]: Host.model_validate(h) for h in (hosts["seed"], *hosts["managers"], *hosts["workers"])
+    }
+    store.put_nodes("demo", launched.values(), [])
+    answers = {}
+    with as_function("ApiFunction"):
+        for sample in ("get-cluster", "put-capacity", "get-operation", "list-services", "create-service",
+                       "get-service", "delete-service"):  # fmt: skip
+            event = json.loads((ROOT / "events" / f"http-api-v2-{sample}.json").read_text())
+            answers[sample] = api_app.lambda_handler(event, context)["statusCode"]
+    # Each got as far as its AWS calls: no crash, the scale reached StartExecution (no such machine here).
+    assert answers == {
+        "get-cluster": 200,
+        "put-capacity": 503,
+        "get-operation": 404,
+        "list-services": 503,
+        "create-service": 503,
+        "get-service": 503,
+        "delete-service": 503,
+    }

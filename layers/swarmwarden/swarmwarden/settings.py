@@ -2,9 +2,11 @@
 
 import os
 from functools import cache
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from swarmwarden.domain.model import MAX_WORKERS_CEILING
 
 
 class Settings(BaseModel):
@@ -31,6 +33,11 @@ class Settings(BaseModel):
     repair_state_machine_arn: str = Field(default="", alias="REPAIR_STATE_MACHINE_ARN")
     max_concurrent_repairs: int = Field(default=2, ge=1, le=10, alias="MAX_CONCURRENT_REPAIRS")
     repair_pause_threshold_percent: int = Field(default=30, ge=1, le=100, alias="REPAIR_PAUSE_THRESHOLD_PERCENT")
+    # The HTTP API's: the workers ceiling of scale requests, how services pull images (`never` in the
+    # local cloud, which has no registry), and the Idempotency-Key store.
+    max_workers: int = Field(default=20, ge=0, le=MAX_WORKERS_CEILING, alias="MAX_WORKERS")
+    resolve_image: Literal["always", "never"] = Field(default="always", alias="RESOLVE_IMAGE")
+    idempotency_table_name: str = Field(default="", alias="IDEMPOTENCY_TABLE_NAME")
 
     @classmethod
     def from_environment(cls) -> Self:
