@@ -340,7 +340,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(answer)
     elif operation:
-        _console().print(f"operation {operation} {answer['status']} (Idempotency-Key {key})", markup=False)
+        # A replayed answer (same key) carries the status the operation had when it was accepted.
+        _console().print(f"operation {operation} accepted, {answer['status']} (Idempotency-Key {key})", markup=False)
     else:
         _console().print(answer["message"], markup=False)
     return 0
@@ -458,8 +459,10 @@ def _reporting(handler: Callable[[argparse.Namespace], int]) -> Callable[[argpar
             return handler(args)
         except ApiError as error:
             print(f"{_ERROR_PREFIX}{error}", file=sys.stderr)
+            # The API's message often names the fields already; the rest follow, one a line.
             for field in error.fields:
-                print(f"  {field}", file=sys.stderr)
+                if field not in str(error):
+                    print(f"  {field}", file=sys.stderr)
             return error.exit_code
 
     return run

@@ -115,7 +115,7 @@ def test_scale_sends_the_counts_and_an_idempotency_key(api: tuple[ScriptedApi, s
     function.answers["PUT /cluster/capacity"] = [(202, {"operation_id": "op-1", "status": "pending", "message": ""})]
     code, out, _ = run("scale", "--managers", "3", "--workers", "2", "--idempotency-key", "k-1")
     assert code == 0
-    assert "operation op-1 pending (Idempotency-Key k-1)" in out
+    assert "operation op-1 accepted, pending (Idempotency-Key k-1)" in out
     event = function.events[-1]
     assert json.loads(event["body"]) == {"managers": 3, "workers": 2}
     assert event["headers"]["idempotency-key"] == "k-1"
@@ -193,6 +193,15 @@ def test_errors_show_the_message_and_fields_and_exit_by_kind(
     assert (result, out) == (code, "")
     for text in expected:
         assert text in err
+
+
+def test_a_field_the_message_names_already_is_not_repeated(api: tuple[ScriptedApi, str], run: Run) -> None:
+    problem = {"field": "workers", "problem": "must be at most 5"}
+    body = {"message": "workers: must be at most 5", "errors": [problem, problem | {"field": "managers"}]}
+    api[0].answers["PUT /cluster/capacity"] = [(422, body)]
+    _, _, err = run("scale", "--managers", "1", "--workers", "9")
+    assert err.count("workers: must be at most 5") == 1
+    assert "\n  managers: must be at most 5\n" in err
 
 
 def test_services_create_show_list_delete(api: tuple[ScriptedApi, str], run: Run) -> None:
