@@ -14,7 +14,7 @@ from swarmwarden.adapters.operations import Operations, OperationStatus
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore, NodeState
 from swarmwarden.domain.model import ClusterSpec, Host, NetworkRef, NodeStatus, Role, Subnet
 from swarmwarden.domain.placement import Placement
-from swarmwarden.errors import InsufficientCapacity, InvalidRequest, ScriptFailed, SwarmNotAsPlanned
+from swarmwarden.errors import InsufficientCapacity, InvalidRequest, ScriptFailed, SwarmNotAsPlanned, TransientError
 from swarmwarden.steps import hosts, repair, swarm
 
 SPEC = ClusterSpec(cluster_name="demo", ami_id="ami-0123456789abcdef0")
@@ -274,6 +274,16 @@ def test_healthy_manager_skips_managers_that_do_not_answer() -> None:
     assert result.tried == (f"{MANAGERS[1].instance_id}: ScriptFailed: Cannot connect to the Docker daemon",)
     none = swarm.healthy_manager(request, _swarm(Runner(set(), nodes)))
     assert (none.manager, none.nodes, len(none.tried)) == (None, (), 2)
+
+
+def test_healthy_manager_waits_while_the_managers_elect_a_leader() -> None:
+    class Electing(Runner):
+        def run(self, instance_id: str, script: str, parameters: dict[str, str], timeout_seconds: int) -> dict[str, Any]:
+            raise ScriptFailed("status: cannot list nodes: The swarm does not have a leader. It's possible that ...")
+
+    request = swarm.HealthyManager(action="healthy_manager", spec=SPEC, candidates=tuple(MANAGERS[1:]))
+    with pytest.raises(TransientError, match="no leader yet"):
+        swarm.healthy_manager(request, _swarm(Electing(set(), [])))
 
 
 def test_verify_replaced_raises_until_the_replacement_is_ready() -> None:

@@ -14,8 +14,11 @@ from swarmwarden.adapters.tokens import TokenParameters
 from swarmwarden.domain.model import ClusterSpec, Contract, Host, LaunchResult, NodeStatus, Role, SwarmRef
 from swarmwarden.domain.repair import replacement_problems
 from swarmwarden.domain.verify import mismatches
-from swarmwarden.errors import SwarmNotAsPlanned, SwarmwardenError
+from swarmwarden.errors import SwarmNotAsPlanned, SwarmwardenError, TransientError
 from swarmwarden.settings import Settings
+
+# What a manager's dockerd answers while the managers elect a leader (or cannot: no quorum).
+NO_LEADER = ("does not have a leader", "context deadline exceeded")
 
 
 class Runner(Protocol):
@@ -238,7 +241,10 @@ def verify(request: Verify, adapters: Adapters) -> VerifyResult:
 
 
 def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManagerResult:
-    """None when no candidate answers: the guard then pauses repair (quorum may be lost)."""
+    """None when no candidate answers: the guard then pauses repair (quorum may be lost). A manager
+    that answers "no leader" raises TransientError instead: after the leader dies, the others elect a
+    new one within seconds, and the workflow's Retry waits for that (if quorum is really lost, the
+    retries run out and the repair fails, which alarms)."""
     tried = []
     for candidate in request.candidates:
         try:
@@ -247,6 +253,8 @@ def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManag
             tried.append(f"{candidate.instance_id}: {type(error).__name__}: {error}")
             continue
         return HealthyManagerResult(manager=candidate, nodes=tuple(nodes), tried=tuple(tried))
+    if any(sign in attempt for attempt in tried for sign in NO_LEADER):
+        raise TransientError(f"the swarm has no leader yet: {'; '.join(tried)}")
     return HealthyManagerResult(manager=None, nodes=(), tried=tuple(tried))
 
 
