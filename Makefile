@@ -6,7 +6,7 @@ VENV      := .venv
 BIN       := $(VENV)/bin
 # sam build looks for python3.13 on PATH.
 export PATH := $(abspath $(BIN)):$(dir $(PYTHON313)):$(PATH)
-DEBIAN_PACKAGES := docker.io busybox-static iproute2 iptables
+DEBIAN_PACKAGES := docker.io busybox-static iproute2 iptables shellcheck
 PYTEST_ARGS ?=
 # e.g. DEMO_ARGS='--parameter VpcCidr=10.77.0.0/16' when 10.42.0.0/16 is taken on this machine
 DEMO_ARGS ?=
