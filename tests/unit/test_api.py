@@ -7,7 +7,8 @@ import json
 import re
 import shlex
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from swarmwarden.adapters.runcommand import RunCommand
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore, NodeState
 from swarmwarden.adapters.workflows import Workflows
 from swarmwarden.api import routes
+from swarmwarden.api.errors import Conflict
+from swarmwarden.api.models import Capacity
 from swarmwarden.api.usecases import Adapters, ClusterApi, operation_id
 from swarmwarden.domain.model import ClusterSpec, Host, NodeStatus, Role
 from swarmwarden.settings import Settings
@@ -66,7 +69,7 @@ class FakeSwarm:
         self.calls.append((instance_id, script, params))
         if instance_id in self.dead:
             return json.dumps({"error": f"{script}: docker is not answering"}), 1
-        if self.refuse:
+        if self.refuse and script != "status":  # the manager answers, docker refuses the work
             return json.dumps({"error": f"{script}: {self.refuse}"}), 1
         match script:
             case "status":
@@ -404,47 +407,35 @@ def test_a_duplicate_arriving_while_the_first_is_in_progress_is_409(world: World
     assert len(world.executions()) == 1
 
 
-def test_ten_concurrent_requests_one_operation_nine_conflicts(world: World) -> None:
-    barrier = threading.Barrier(10)
-    results: list[tuple[int, Any, dict[str, str]]] = []
+def at_once[T](work: Callable[[int], T], count: int = 10) -> list[T | Exception]:
+    """`work(0..count-1)` on as many threads, released together; each result or exception."""
+    barrier = threading.Barrier(count)
 
-    def scale(index: int) -> None:
+    def one(index: int) -> T | Exception:
         barrier.wait(10)
-        results.append(call(capacity(3, 3 + index, key=f"key-{index}")))
+        try:
+            return work(index)
+        except Exception as error:
+            return error
 
-    threads = [threading.Thread(target=scale, args=(i,)) for i in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    statuses = sorted(status for status, _, _ in results)
-    assert statuses == [202] + [409] * 9
-    winner = next(body["operation_id"] for status, body, _ in results if status == 202)
-    assert all(body["operation_id"] == winner for status, body, _ in results if status == 409)
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def test_ten_concurrent_requests_one_operation_nine_conflicts(world: World) -> None:
+    results = at_once(lambda i: call(capacity(3, 3 + i, key=f"key-{i}")))
+    answers = [r for r in results if not isinstance(r, Exception)]
+    assert sorted(status for status, _, _ in answers) == [202] + [409] * 9
+    winner = next(body["operation_id"] for status, body, _ in answers if status == 202)
+    assert all(body["operation_id"] == winner for status, body, _ in answers if status == 409)
     assert len(world.executions()) == 1
 
 
 def test_ten_concurrent_scales_below_the_handler_one_wins(world: World) -> None:
     """The guarantee on AWS, where each request has its own environment: the DynamoDB lock alone."""
-    from swarmwarden.api.errors import Conflict
-    from swarmwarden.api.models import Capacity
-
-    barrier = threading.Barrier(10)
-    won, refused = [], []
-
-    def scale(index: int) -> None:
-        barrier.wait(10)
-        try:
-            won.append(world.api.scale(Capacity(managers=3, workers=3 + index), None))
-        except Conflict:
-            refused.append(index)
-
-    threads = [threading.Thread(target=scale, args=(i,)) for i in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert (len(won), len(refused)) == (1, 9)
+    results = at_once(lambda i: world.api.scale(Capacity(managers=3, workers=3 + i), None))
+    assert sum(isinstance(r, Conflict) for r in results) == 9
+    assert [r[0] for r in results if isinstance(r, tuple)] == [202]
     assert len(world.executions()) == 1
 
 
@@ -604,22 +595,11 @@ def test_no_manager_answering_is_503(world: World) -> None:
 
 
 def test_a_refusing_swarm_is_502_with_its_reason(world: World) -> None:
-    call(event("get-cluster"))  # the probe succeeds; then every script fails
     world.swarm.refuse = "rpc error: the swarm does not have a leader"
-    status, body, _ = call(event("list-services"))
-    assert_error(status, body, 503)  # the status probe fails first: no manager answered
-    world.swarm.refuse = ""
-    original = world.swarm.answer
-
-    def refuse_services(instance_id: str, script: str, text: str) -> tuple[str, int]:
-        if script.startswith("service-"):
-            return json.dumps({"error": f"{script}: rpc error: no leader"}), 1
-        return original(instance_id, script, text)
-
-    world.api._a.runner._ssm.answer = refuse_services  # type: ignore[attr-defined]
-    status, body, _ = call(event("list-services"))
-    assert_error(status, body, 502)
-    assert "no leader" in body["message"]
+    for request in (event("list-services"), service(key=None), event("delete-service")):
+        status, body, _ = call(request)
+        assert_error(status, body, 502)
+        assert "does not have a leader" in body["message"]
 
 
 def test_an_unknown_route_is_404_json(world: World) -> None:
