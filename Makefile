@@ -50,7 +50,7 @@ validate: setup
 build: setup
 	$(BIN)/sam build --region us-east-1
 
-test: setup lint typecheck validate
+test: setup lint typecheck validate build
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: setup
