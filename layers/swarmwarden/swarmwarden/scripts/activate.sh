@@ -11,7 +11,7 @@ activated="" absent=""
 for node in $SW_NODES; do
 	step="activating node $node"
 	if ! availability=$(docker node inspect --format '{{.Spec.Availability}}' "$node" 2>"$work/err"); then
-		grep -qi "no such node" "$work/err" || fail "cannot inspect $node: $(cat "$work/err")"
+		grep -qiE "no such node|node .* not found" "$work/err" || fail "cannot inspect $node: $(cat "$work/err")"
 		# Removed before the failure: nothing to put back.
 		absent="$absent${absent:+, }$(json_str "$node")"
 		continue
