@@ -3,6 +3,8 @@ every error becomes an HTTP status and an `ErrorBody` in the handlers at the end
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 from collections.abc import Callable
 from functools import cache
@@ -247,12 +249,33 @@ def _key_reused(_: IdempotencyValidationError) -> Response[Any]:
     return _json(422, ErrorBody(message=f"Idempotency-Key {problem}", errors=[field]))
 
 
+def _not_text(_: UnicodeDecodeError) -> Response[Any]:
+    # API Gateway base64-encodes a body that is not UTF-8; Powertools fails to decode it as JSON text.
+    problem = "is not UTF-8 text"
+    return _json(400, ErrorBody(message=f"the body {problem}", errors=[FieldError(field="body", problem=problem)]))
+
+
 def _busy(error: TransientError) -> Response[Any]:
     return _json(503, ErrorBody(message=f"busy, retry later: {error}"))
 
 
 def _no_route(_: Exception) -> Response[Any]:
     return _json(404, ErrorBody(message="no such route"))
+
+
+def _not_utf8(error: UnicodeDecodeError) -> Response[Any]:
+    """Powertools decodes a base64 body as UTF-8 before validation, so a body of other bytes fails there."""
+    event = app.current_event
+    try:
+        if event.is_base64_encoded:
+            base64.b64decode(event.body or "").decode()
+    except (binascii.Error, UnicodeDecodeError):
+        problem = "not JSON: the bytes are not UTF-8"
+        return _json(
+            400,
+            ErrorBody(message=f"invalid request: body: {problem}", errors=[FieldError(field="body", problem=problem)]),
+        )
+    return _unexpected(error)
 
 
 def _unexpected(error: Exception) -> Response[Any]:
@@ -266,7 +289,9 @@ for _error_type, _handler in (
     (ApiError, _api_error),
     (IdempotencyAlreadyInProgressError, _duplicate_in_progress),
     (IdempotencyValidationError, _key_reused),
+    (UnicodeDecodeError, _not_text),
     (TransientError, _busy),
+    (UnicodeDecodeError, _not_utf8),
     (Exception, _unexpected),
 ):
     app.exception_handler(_error_type)(_handler)
