@@ -26,8 +26,12 @@ CONSTRAINT = (
 )
 OPERATION_ID = r"^[A-Za-z0-9_-]{1,80}$"
 
+
 # Values travel to the host one per line (see service-create.sh), so none may hold a line break.
-_OneLine = Annotated[str, StringConstraints(pattern=r"^[^\r\n\x00]*$", max_length=4096)]
+_OneLine = Annotated[str, StringConstraints(pattern=r"^[^\r\n\x00]*$", max_length=1024)]
+# SSM keeps a command's text small (and records it): the command and the environment stay well within.
+MAX_COMMAND_CHARS = 4096
+MAX_ENV_CHARS = 8192
 ServiceName = Annotated[str, StringConstraints(pattern=SERVICE_NAME)]
 
 
@@ -67,6 +71,20 @@ class ServiceSpec(Request):
     constraints: list[Annotated[str, StringConstraints(pattern=CONSTRAINT)]] = Field(
         default_factory=list, max_length=16, description='Placement constraints, e.g. "node.role==worker".'
     )
+
+    @field_validator("command")
+    @classmethod
+    def _command_fits(cls, command: list[str]) -> list[str]:
+        if sum(len(item) + 1 for item in command) > MAX_COMMAND_CHARS:
+            raise ValueError(f"the command and its arguments may hold {MAX_COMMAND_CHARS} characters at most")
+        return command
+
+    @field_validator("env")
+    @classmethod
+    def _env_fits(cls, env: dict[str, str]) -> dict[str, str]:
+        if sum(len(key) + len(value) + 2 for key, value in env.items()) > MAX_ENV_CHARS:
+            raise ValueError(f"the environment may hold {MAX_ENV_CHARS} characters at most")
+        return env
 
     @field_validator("ports")
     @classmethod

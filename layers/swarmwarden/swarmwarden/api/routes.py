@@ -249,12 +249,6 @@ def _key_reused(_: IdempotencyValidationError) -> Response[Any]:
     return _json(422, ErrorBody(message=f"Idempotency-Key {problem}", errors=[field]))
 
 
-def _not_text(_: UnicodeDecodeError) -> Response[Any]:
-    # API Gateway base64-encodes a body that is not UTF-8; Powertools fails to decode it as JSON text.
-    problem = "is not UTF-8 text"
-    return _json(400, ErrorBody(message=f"the body {problem}", errors=[FieldError(field="body", problem=problem)]))
-
-
 def _busy(error: TransientError) -> Response[Any]:
     return _json(503, ErrorBody(message=f"busy, retry later: {error}"))
 
@@ -289,7 +283,6 @@ for _error_type, _handler in (
     (ApiError, _api_error),
     (IdempotencyAlreadyInProgressError, _duplicate_in_progress),
     (IdempotencyValidationError, _key_reused),
-    (UnicodeDecodeError, _not_text),
     (TransientError, _busy),
     (UnicodeDecodeError, _not_utf8),
     (Exception, _unexpected),
