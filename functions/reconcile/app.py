@@ -9,13 +9,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from swarmwarden import aws
 from swarmwarden.adapters.hosts import Hosts
 from swarmwarden.adapters.operations import Operations
-from swarmwarden.adapters.runcommand import RunCommand
 from swarmwarden.adapters.store import ClusterStore
-from swarmwarden.adapters.tokens import TokenParameters
-from swarmwarden.domain.model import ClusterSpec
+from swarmwarden.adapters.workflows import Workflows
+from swarmwarden.domain.model import ClusterSpec, Poll
 from swarmwarden.observability import emit_metric, logger, metrics, tracer
 from swarmwarden.settings import settings
 from swarmwarden.steps import reconcile, repair, swarm
+from swarmwarden.steps.operations import ScaleStart
 
 
 @cache
@@ -23,6 +23,7 @@ def adapters() -> reconcile.Adapters:
     config = settings()
     trigger = repair.trigger_adapters(config)
     sfn = aws.stepfunctions()
+    operations = Operations(aws.dynamodb(), config.table_name)
 
     def start_repair(spec: ClusterSpec, instance_id: str, attempt: int) -> repair.TriggerResult:
         return repair.start_repair(spec, instance_id, trigger, attempt=attempt)
@@ -33,17 +34,17 @@ def adapters() -> reconcile.Adapters:
     return reconcile.Adapters(
         cluster=config.cluster_name,
         store=ClusterStore(aws.dynamodb(), config.table_name),
-        operations=Operations(aws.dynamodb(), config.table_name),
+        operations=operations,
         hosts=Hosts(aws.ec2(), aws.ssm(), {}),
-        swarm=swarm.Adapters(
-            runner=RunCommand(aws.ssm()),
-            tokens=TokenParameters(aws.ssm(), config.token_parameter_prefix),
-            region=config.region,
-            token_prefix=config.token_parameter_prefix,
-            command_timeout_seconds=config.command_timeout_seconds,
-        ),
+        swarm=swarm.adapters_from_settings(config),
         start_repair=start_repair,
         execution_status=execution_status,
+        scale=ScaleStart(
+            operations=operations,
+            workflows=Workflows(sfn),
+            state_machine_arn=config.scale_state_machine_arn,
+            poll=Poll(interval_seconds=config.poll_interval_seconds, max_attempts=config.poll_max_attempts),
+        ),
         metrics=repair.Metrics(config.cluster_name, emit_metric),
         grace_seconds=config.never_joined_grace_minutes * 60,
         clock=time.time,

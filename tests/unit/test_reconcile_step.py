@@ -12,11 +12,13 @@ import pytest
 from swarmwarden.adapters.hosts import Hosts
 from swarmwarden.adapters.operations import OperationKind, Operations
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore, NodeState, item_key
+from swarmwarden.adapters.tags import tag_specification
 from swarmwarden.adapters.tokens import TokenParameters
-from swarmwarden.domain.model import ClusterSpec, Host, NodeStatus, Role
+from swarmwarden.domain.model import ClusterSpec, Host, NodeStatus, Poll, Role
 from swarmwarden.domain.reconcile import Instance
 from swarmwarden.errors import ScriptFailed
 from swarmwarden.steps import reconcile, swarm
+from swarmwarden.steps.operations import ScaleStart
 from swarmwarden.steps.repair import Metrics, TriggerResult
 
 NOW = 2_000_000.0
@@ -52,6 +54,7 @@ class World:
     scripts: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     repairs: list[str] = field(default_factory=list)
     executions: dict[str, str] = field(default_factory=dict)
+    scales: list[tuple[str, int]] = field(default_factory=list)
     terminated: list[str] = field(default_factory=list)
     metrics: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
@@ -88,6 +91,11 @@ class World:
     def execution_status(self, arn: str) -> str:
         return self.executions[arn]
 
+    def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str:
+        """The scale workflow's start (steps.operations.Starter)."""
+        self.scales.append((name, payload["spec"]["workers"]))
+        return f"{state_machine_arn}:{name}"
+
 
 @pytest.fixture
 def world(mocked_aws: None) -> tuple[World, reconcile.Adapters]:
@@ -108,10 +116,11 @@ def world(mocked_aws: None) -> tuple[World, reconcile.Adapters]:
         world.nodes.append(_node(host))
     store.put_cluster(SPEC, ClusterStatus.READY, swarm_id="s")
     store.put_nodes("demo", HOSTS, world.nodes)
+    operations = Operations(dynamodb, TABLE, clock=lambda: NOW)
     adapters = reconcile.Adapters(
         cluster="demo",
         store=store,
-        operations=Operations(dynamodb, TABLE, clock=lambda: NOW),
+        operations=operations,
         hosts=world,
         swarm=swarm.Adapters(
             runner=world,
@@ -122,6 +131,7 @@ def world(mocked_aws: None) -> tuple[World, reconcile.Adapters]:
         ),
         start_repair=world.start_repair,
         execution_status=world.execution_status,
+        scale=ScaleStart(operations, world, "arn:aws:states:us-east-1:123456789012:stateMachine:demo-scale", Poll()),
         metrics=Metrics("demo", lambda name, value, unit, dims: world.metrics.append((name, dims))),
         grace_seconds=600,
         clock=lambda: NOW,
@@ -209,15 +219,21 @@ def test_paused_repair_and_a_scale_in_flight_only_report(world: tuple[World, rec
     assert w.repairs == []
 
 
-def test_drift_is_reported_not_acted_on(world: tuple[World, reconcile.Adapters]) -> None:
+def test_drift_starts_one_scale_back_to_the_spec_and_a_second_sweep_none(
+    world: tuple[World, reconcile.Adapters],
+) -> None:
     w, adapters = world
     del w.instances["i-w0"]
     w.nodes.pop()
     adapters.store.delete_node("demo", "i-w0")
     result = reconcile.run_reconcile(adapters)
-    assert [(f.kind, f.target, f.outcome) for f in result.findings] == [
-        ("drift", "worker", "detected only: reconcile starts no scale yet")
-    ]
+    (drift,) = result.findings
+    assert (drift.kind, drift.target) == ("drift", "worker")
+    assert drift.outcome.startswith(f"scale op-reconcile-{int(NOW)} ")
+    assert w.scales == [(f"op-reconcile-{int(NOW)}", 1)]
+    # The scale holds the cluster until it ends: the next sweep sees no drift to act on.
+    assert reconcile.run_reconcile(adapters).findings == ()
+    assert len(w.scales) == 1
 
 
 def test_nothing_happens_unless_the_cluster_is_ready(world: tuple[World, reconcile.Adapters]) -> None:
@@ -264,12 +280,9 @@ def test_ec2_inventory_and_termination_keep_to_the_cluster(mocked_aws: None, ecs
     ec2 = boto3.client("ec2")
 
     def launch(cluster: str, role: str) -> str:
-        tags = [{"Key": "swarmwarden:cluster", "Value": cluster}, {"Key": "swarmwarden:role", "Value": role}]
-        return str(
-            ec2.run_instances(
-                ImageId=ecs_ami, MinCount=1, MaxCount=1, TagSpecifications=[{"ResourceType": "instance", "Tags": tags}]
-            )["Instances"][0]["InstanceId"]
-        )
+        tags = tag_specification("instance", {"swarmwarden:cluster": cluster, "swarmwarden:role": role})
+        launched = ec2.run_instances(ImageId=ecs_ami, MinCount=1, MaxCount=1, TagSpecifications=[tags])
+        return str(launched["Instances"][0]["InstanceId"])
 
     manager, worker, other = launch("demo", "manager"), launch("demo", "worker"), launch("other", "worker")
     hosts = Hosts(ec2, boto3.client("ssm"), {})

@@ -278,7 +278,9 @@ def test_healthy_manager_skips_managers_that_do_not_answer() -> None:
 
 def test_healthy_manager_waits_while_the_managers_elect_a_leader() -> None:
     class Electing(Runner):
-        def run(self, instance_id: str, script: str, parameters: dict[str, str], timeout_seconds: int) -> dict[str, Any]:
+        def run(
+            self, instance_id: str, script: str, parameters: dict[str, str], timeout_seconds: int
+        ) -> dict[str, Any]:
             raise ScriptFailed("status: cannot list nodes: The swarm does not have a leader. It's possible that ...")
 
     request = swarm.HealthyManager(action="healthy_manager", spec=SPEC, candidates=tuple(MANAGERS[1:]))

@@ -697,13 +697,14 @@ def test_reconcile_function_acts_on_its_own_hosts_and_starts_repairs_only() -> N
     assert not allowed(statements, "ssm:SendCommand", instance, **{"ssm:resourceTag/swarmwarden:cluster": OTHER})
     machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{CLUSTER}"
     assert allowed(statements, "states:StartExecution", f"{machine}-repair")
+    assert allowed(statements, "states:StartExecution", f"{machine}-scale")
     assert not allowed(statements, "states:StartExecution", f"{machine}-provision")
     execution = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{CLUSTER}-repair:repair-i-1-1"
     assert allowed(statements, "states:DescribeExecution", execution)
     assert not allowed(statements, "states:DescribeExecution", execution.replace("-repair:", "-provision:"))
     for role in ("manager", "worker"):
         assert not allowed(statements, "ssm:GetParameter", param_arn(f"/swarmwarden/{CLUSTER}/tokens/{role}"))
-    assert {"DynamoDBReadPolicy": {"TableName": {"Ref": "ClusterTable"}}} in props("ReconcileFunction")["Policies"]
+    assert {"DynamoDBCrudPolicy": {"TableName": {"Ref": "ClusterTable"}}} in props("ReconcileFunction")["Policies"]
 
 
 def test_reconcile_runs_on_a_schedule_and_on_running_instances_and_repairs_as_the_trigger_does() -> None:
@@ -722,6 +723,8 @@ def test_reconcile_runs_on_a_schedule_and_on_running_instances_and_repairs_as_th
         "REPAIR_PAUSE_THRESHOLD_PERCENT",
     ):
         assert reconcile[variable] == trigger[variable], variable
+    # Drift starts the scale workflow the API starts.
+    assert reconcile["SCALE_STATE_MACHINE_ARN"] == _environment("ApiFunction")["SCALE_STATE_MACHINE_ARN"]
     assert Settings.model_validate(reconcile).never_joined_grace_minutes == 10
     assert props("ReconcileFunction")["Timeout"] >= 2 * (
         Settings.model_validate(reconcile).command_timeout_seconds + 60

@@ -40,7 +40,7 @@ class Action(StrEnum):
     REPAIR = "repair"  # start the repair workflow for the instance
     TERMINATE = "terminate"  # terminate the instance
     REMOVE_NODE = "remove_node"  # demote and remove the node, on a healthy manager
-    SCALE = "scale"  # start the scale workflow towards the spec's counts
+    SCALE = "scale"  # start the scale workflow towards the spec's own counts
     REPORT = "report"  # log and count only: nothing automatic is safe
 
 
@@ -208,23 +208,25 @@ def _drift(view: View, live: Mapping[str, Instance], records: Mapping[str, Recor
         # Counts in flux (a replacement launched but not recorded yet, a node retiring) are no drift.
         return []
     counts = Counter(i.role for i in live.values() if not (r := records.get(i.instance_id)) or not r.owned)
-    found = []
-    for role in (Role.MANAGER, Role.WORKER):
-        want, have = view.desired.get(role, 0), counts.get(role, 0)
-        if want == have:
-            continue
-        # Other findings of this round change the counts themselves: look again after them.
-        found.append(
-            Finding(
-                Kind.DRIFT,
-                Action.SCALE,
-                role.value,
-                role,
-                f"{have} {role.value}s, the spec wants {want}",
-                deferred="other fixes come first" if acting else "",
-            )
+    # Other findings of this round change the counts themselves: look again after them. A scale
+    # needs a manager that answers.
+    deferred = ""
+    if acting:
+        deferred = "other fixes come first"
+    elif view.swarm is None:
+        deferred = "no manager answers"
+    return [
+        Finding(
+            Kind.DRIFT,
+            Action.SCALE,
+            role.value,
+            role,
+            f"{counts.get(role, 0)} {role.value}s, the spec wants {view.desired.get(role, 0)}",
+            deferred=deferred,
         )
-    return found
+        for role in (Role.MANAGER, Role.WORKER)
+        if counts.get(role, 0) != view.desired.get(role, 0)
+    ]
 
 
 def reconcile(view: View) -> tuple[Finding, ...]:

@@ -5,7 +5,7 @@ Reconcile gathers the three views of the cluster (EC2's tagged instances, a heal
 `docker node ls`, the table's node records), lets `domain.reconcile` find the differences, and
 carries out the actions it may take now: start a repair (under the repair trigger's execution name,
 so it and the trigger never start two), terminate a host that never joined, remove a ghost node,
-start a scale. It does nothing while the cluster is not `ready` (provisioning, tearing down).
+start a scale back to the spec's counts (as the API and the custom resource start one). It does nothing while the cluster is not `ready` (provisioning, tearing down).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 from pydantic import Field
 
-from swarmwarden.adapters.operations import OperationKind, Operations
+from swarmwarden.adapters.operations import LockHeld, OperationKind, Operations
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore, NodeRecord, NodeState
 from swarmwarden.domain.model import ClusterSpec, Contract, Host, NodeStatus, Role
 from swarmwarden.domain.reconcile import Action, Finding, Instance, Locks, Record, View, reconcile
 from swarmwarden.errors import SwarmwardenError
 from swarmwarden.observability import logger
 from swarmwarden.steps import swarm
+from swarmwarden.steps.operations import ScaleStart, start_scale
 from swarmwarden.steps.repair import Metrics, TriggerResult
 
 # Repairs of one instance that may end without replacing it (paused, failed early) before reconcile
@@ -49,6 +50,7 @@ class Adapters:
     # Starts (or finds) an instance's repair the way the repair trigger does, under attempt N's name.
     start_repair: Callable[[ClusterSpec, str, int], TriggerResult]
     execution_status: Callable[[str], str]  # an execution ARN -> RUNNING, SUCCEEDED, FAILED, ...
+    scale: ScaleStart
     metrics: Metrics
     grace_seconds: float
     clock: Callable[[], float]
@@ -125,6 +127,18 @@ def _start_repair(spec: ClusterSpec, instance_id: str, adapters: Adapters) -> st
     return f"not started: {MAX_REPAIR_ATTEMPTS} repairs of {instance_id} ended without replacing it"
 
 
+def _start_scale(spec: ClusterSpec, adapters: Adapters) -> str:
+    """A scale to the spec's own counts, started the way every entry point starts one; the workflow
+    plans from the live nodes, so it launches what is missing and retires what is extra."""
+    request = {"managers": spec.managers, "workers": spec.workers, "by": "reconcile"}
+    operation_id = f"op-reconcile-{int(adapters.clock())}"
+    try:
+        operation, _started = start_scale(spec, operation_id, request, adapters.scale)
+    except LockHeld as held:
+        return f"not started: {held}"
+    return f"scale {operation.id} {operation.execution_arn}"
+
+
 def _act(finding: Finding, spec: ClusterSpec, manager: Host | None, adapters: Adapters) -> str:
     cluster = spec.cluster_name
     match finding.action:
@@ -138,9 +152,7 @@ def _act(finding: Finding, spec: ClusterSpec, manager: Host | None, adapters: Ad
             )
             return "removed" if removed.removed else "already gone"
         case Action.SCALE:
-            # The scale workflow starts from an API request that changes the spec; a scale back to the
-            # spec's own counts has no start function yet, so drift is logged and counted for now.
-            return "detected only: reconcile starts no scale yet"
+            return _start_scale(spec, adapters)
     return "reported only"
 
 
@@ -175,14 +187,19 @@ def run_reconcile(adapters: Adapters) -> ReconcileResult:
         # As the trigger does for a held event: the RepairPaused alarm keeps firing while nodes wait.
         adapters.metrics.count("RepairPaused")
     done = []
+    scaled = ""
     for finding in findings:
         outcome = ""
-        if finding.actionable:
+        if finding.actionable and finding.action is Action.SCALE and scaled:
+            outcome = f"the same scale: {scaled}"  # one scale brings every role to the spec
+        elif finding.actionable:
             try:
                 outcome = _act(finding, spec, found[1] if found else None, adapters)
             except (SwarmwardenError, ClientError) as error:
                 # One failed action must not stop the others; the next round tries again.
                 outcome = f"failed: {error}"
+            if finding.action is Action.SCALE:
+                scaled = outcome
         adapters.metrics.count("ReconcileFindings", kind=finding.kind.value)
         logger.info("reconcile finding", extra={"finding": finding.__dict__, "outcome": outcome})
         done.append(
