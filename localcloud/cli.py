@@ -731,8 +731,30 @@ def _converge(session: Session) -> str:
         client.close()
 
 
+SCALE_SECONDS = 300.0
+
+
+def _scale_workers(session: Session, workers: int) -> str:
+    """Scales the workers through the HTTP API, as a user would, then checks the swarm and the service."""
+    api = apiclient.Api.local(session.cloud.api_url, session.cloud.config.region, timeout=60)
+    accepted = api.request("PUT", "/cluster/capacity", {"managers": 3, "workers": workers})
+    deadline = time.monotonic() + SCALE_SECONDS
+    while (operation := api.request("GET", f"/operations/{accepted['operation_id']}"))["status"] not in (
+        apiclient.FINAL_STATUSES
+    ):
+        if time.monotonic() > deadline:
+            raise CliError(f"scale to {workers} workers still {operation['status']} after {SCALE_SECONDS:.0f} s")
+        time.sleep(POLL_SECONDS)
+    if operation["status"] != "succeeded":
+        raise CliError(f"scale to {workers} workers failed: {operation['error']}")
+    return f"{_check_formed(session, 3, workers)}; {_converge(session)}"
+
+
 # The scale and repair steps (their issues) go here, each a named step run after convergence.
-LATER_STEPS: tuple[tuple[str, Callable[[Session], str]], ...] = ()
+LATER_STEPS: tuple[tuple[str, Callable[[Session], str]], ...] = (
+    ("scaled out to 4 workers", functools.partial(_scale_workers, workers=4)),
+    ("scaled in to 2 workers", functools.partial(_scale_workers, workers=2)),
+)
 
 
 def _blame(steps: list[Step], detail: str) -> None:
@@ -842,7 +864,9 @@ def _parser() -> argparse.ArgumentParser:
     kill.add_argument("--mode", choices=("terminate", "stop"), default="terminate")
     down = command("down", cmd_down, "tear down through the teardown workflow and remove every trace")
     down.add_argument("--timeout", type=float, default=900, help="seconds the teardown may take")
-    demo = command("demo", cmd_demo, "up 3+2, deploy a service, wait until it converges, down; with a timeline")
+    demo = command(
+        "demo", cmd_demo, "up 3+2, deploy a service, wait until it converges, scale the workers 2 -> 4 -> 2, down"
+    )
     demo.add_argument("--timeout", type=float, default=900, help="seconds provision and teardown may each take")
     demo.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help=PARAMETER_HELP)
     return parser

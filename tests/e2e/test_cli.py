@@ -129,7 +129,7 @@ def test_demo_converges(clean: list[str]) -> None:
         "demo", "--prefix", prefix, "--parameter", "VpcCidr=10.78.0.0/16", "--timeout", "300", timeout=600
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    for step in ("up", "service deployed", "converged", "down"):
+    for step in ("up", "service deployed", "converged", "scaled out to 4 workers", "scaled in to 2 workers", "down"):
         assert step in demo.stdout
     assert "4/4 running on 4 nodes" in demo.stdout
     assert leftovers(prefix) == []
