@@ -288,6 +288,18 @@ def test_healthy_manager_waits_while_the_managers_elect_a_leader() -> None:
         swarm.healthy_manager(request, _swarm(Electing(set(), [])))
 
 
+def test_healthy_manager_waits_until_the_new_leader_sees_a_quorum() -> None:
+    # Right after an election the new leader reports the other live manager unreachable for a moment.
+    settling = [
+        World.status(MANAGERS[1], leader=True).model_dump(mode="json"),
+        World.status(MANAGERS[2]).model_dump(mode="json") | {"reachability": "unreachable"},
+        World.status(MANAGERS[0]).model_dump(mode="json") | {"status": "down", "reachability": "unreachable"},
+    ]
+    request = swarm.HealthyManager(action="healthy_manager", spec=SPEC, candidates=tuple(MANAGERS[1:]))
+    with pytest.raises(TransientError, match="1 of 3 managers healthy"):
+        swarm.healthy_manager(request, _swarm(Runner({MANAGERS[1].instance_id}, settling)))
+
+
 def test_verify_replaced_raises_until_the_replacement_is_ready() -> None:
     added = MANAGERS[1]
     ready = [

@@ -12,7 +12,8 @@ from swarmwarden import aws
 from swarmwarden.adapters.runcommand import RunCommand
 from swarmwarden.adapters.tokens import TokenParameters
 from swarmwarden.domain.model import ClusterSpec, Contract, Host, LaunchResult, NodeStatus, Role, SwarmRef
-from swarmwarden.domain.repair import replacement_problems
+from swarmwarden.domain.placement import quorum
+from swarmwarden.domain.repair import healthy_manager_count, replacement_problems
 from swarmwarden.domain.verify import mismatches
 from swarmwarden.errors import SwarmNotAsPlanned, SwarmwardenError, TransientError
 from swarmwarden.settings import Settings
@@ -244,7 +245,9 @@ def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManag
     """None when no candidate answers: the guard then pauses repair (quorum may be lost). A manager
     that answers "no leader" raises TransientError instead: after the leader dies, the others elect a
     new one within seconds, and the workflow's Retry waits for that (if quorum is really lost, the
-    retries run out and the repair fails, which alarms)."""
+    retries run out and the repair fails, which alarms). So does an answer that counts fewer healthy
+    managers than a quorum: a manager answers only when a leader, so a quorum, exists; right after an
+    election the new leader reports the others unreachable until their next heartbeat."""
     tried = []
     for candidate in request.candidates:
         try:
@@ -252,6 +255,9 @@ def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManag
         except (SwarmwardenError, ClientError) as error:
             tried.append(f"{candidate.instance_id}: {type(error).__name__}: {error}")
             continue
+        healthy, counted = healthy_manager_count(nodes)
+        if healthy < quorum(counted):
+            raise TransientError(f"{candidate.instance_id} sees {healthy} of {counted} managers healthy: settling")
         return HealthyManagerResult(manager=candidate, nodes=tuple(nodes), tried=tuple(tried))
     if any(sign in attempt for attempt in tried for sign in NO_LEADER):
         raise TransientError(f"the swarm has no leader yet: {'; '.join(tried)}")
