@@ -298,6 +298,10 @@ def test_healthy_manager_waits_until_the_new_leader_sees_a_quorum() -> None:
     request = swarm.HealthyManager(action="healthy_manager", spec=SPEC, candidates=tuple(MANAGERS[1:]))
     with pytest.raises(TransientError, match="1 of 3 managers healthy"):
         swarm.healthy_manager(request, _swarm(Runner({MANAGERS[1].instance_id}, settling)))
+    settling[1]["reachability"] = "reachable"
+    settling.append(World.status(MANAGERS[2]).model_dump(mode="json") | {"role": "worker", "status": "unknown"})
+    with pytest.raises(TransientError, match="does not know the state of"):
+        swarm.healthy_manager(request, _swarm(Runner({MANAGERS[1].instance_id}, settling)))
 
 
 def test_verify_replaced_raises_until_the_replacement_is_ready() -> None:

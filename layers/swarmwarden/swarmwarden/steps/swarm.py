@@ -20,6 +20,8 @@ from swarmwarden.settings import Settings
 
 # What a manager's dockerd answers while the managers elect a leader (or cannot: no quorum).
 NO_LEADER = ("does not have a leader", "context deadline exceeded")
+# A node's state as a new leader reports it until the node's first heartbeat to it.
+UNKNOWN = "unknown"
 
 
 class Runner(Protocol):
@@ -246,8 +248,9 @@ def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManag
     that answers "no leader" raises TransientError instead: after the leader dies, the others elect a
     new one within seconds, and the workflow's Retry waits for that (if quorum is really lost, the
     retries run out and the repair fails, which alarms). So does an answer that counts fewer healthy
-    managers than a quorum: a manager answers only when a leader, so a quorum, exists; right after an
-    election the new leader reports the others unreachable until their next heartbeat."""
+    managers than a quorum (a manager answers only when a leader, so a quorum, exists), or a node in
+    state `unknown`: right after an election the new leader reports the others unreachable, and every
+    node unknown, until their next heartbeat; the guard would count them as failed."""
     tried = []
     for candidate in request.candidates:
         try:
@@ -258,6 +261,8 @@ def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManag
         healthy, counted = healthy_manager_count(nodes)
         if healthy < quorum(counted):
             raise TransientError(f"{candidate.instance_id} sees {healthy} of {counted} managers healthy: settling")
+        if unknown := [n.hostname for n in nodes if n.status == UNKNOWN]:
+            raise TransientError(f"{candidate.instance_id} does not know the state of {', '.join(unknown)} yet")
         return HealthyManagerResult(manager=candidate, nodes=tuple(nodes), tried=tuple(tried))
     if any(sign in attempt for attempt in tried for sign in NO_LEADER):
         raise TransientError(f"the swarm has no leader yet: {'; '.join(tried)}")
