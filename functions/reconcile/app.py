@@ -28,8 +28,12 @@ def adapters() -> reconcile.Adapters:
     def start_repair(spec: ClusterSpec, instance_id: str, attempt: int) -> repair.TriggerResult:
         return repair.start_repair(spec, instance_id, trigger, attempt=attempt)
 
-    def execution_status(arn: str) -> str:
-        return sfn.describe_execution(executionArn=arn)["status"]
+    def execution_status(name: str) -> str:
+        arn = config.repair_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        try:
+            return sfn.describe_execution(executionArn=arn)["status"]
+        except sfn.exceptions.ExecutionDoesNotExist:
+            return ""
 
     return reconcile.Adapters(
         cluster=config.cluster_name,

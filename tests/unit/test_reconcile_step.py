@@ -88,8 +88,8 @@ class World:
         self.repairs.append(name)
         return TriggerResult(outcome="started", instance_id=instance_id, execution_arn=name)
 
-    def execution_status(self, arn: str) -> str:
-        return self.executions[arn]
+    def execution_status(self, name: str) -> str:
+        return self.executions.get(name, "")
 
     def start(self, state_machine_arn: str, name: str, payload: dict[str, Any]) -> str:
         """The scale workflow's start (steps.operations.Starter)."""

@@ -21,6 +21,7 @@ from swarmwarden.adapters.operations import LockHeld, OperationKind, Operations
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore, NodeRecord, NodeState
 from swarmwarden.domain.model import ClusterSpec, Contract, Host, NodeStatus, Role
 from swarmwarden.domain.reconcile import Action, Finding, Instance, Locks, Record, View, reconcile
+from swarmwarden.domain.repair import execution_name
 from swarmwarden.errors import SwarmwardenError
 from swarmwarden.observability import logger
 from swarmwarden.steps import swarm
@@ -49,7 +50,8 @@ class Adapters:
     swarm: swarm.Adapters
     # Starts (or finds) an instance's repair the way the repair trigger does, under attempt N's name.
     start_repair: Callable[[ClusterSpec, str, int], TriggerResult]
-    execution_status: Callable[[str], str]  # an execution ARN -> RUNNING, SUCCEEDED, FAILED, ...
+    # A repair execution's name -> RUNNING, SUCCEEDED, FAILED, ..., or "" when there is none.
+    execution_status: Callable[[str], str]
     scale: ScaleStart
     metrics: Metrics
     grace_seconds: float
@@ -118,11 +120,15 @@ def _start_repair(spec: ClusterSpec, instance_id: str, adapters: Adapters) -> st
     was (it ended at the guard's pause, or failed before claiming the node) is retried under the next
     attempt's name: this is how repair resumes once the operator lifts the pause."""
     for attempt in range(MAX_REPAIR_ATTEMPTS):
-        result = adapters.start_repair(spec, instance_id, attempt)
-        if result.outcome != "duplicate":
+        # Asked first: Step Functions answers a start under a running execution's name and input with
+        # that execution, so the start alone cannot tell a new repair from one already running.
+        name = execution_name(instance_id, attempt)
+        status = adapters.execution_status(name)
+        if status == "RUNNING":
+            return f"running {name}"
+        if not status:
+            result = adapters.start_repair(spec, instance_id, attempt)
             return f"{result.outcome} {result.execution_arn or result.reason}"
-        if adapters.execution_status(result.execution_arn) == "RUNNING":
-            return f"running {result.execution_arn}"
     adapters.metrics.count("ReconcileRepairsExhausted")
     return f"not started: {MAX_REPAIR_ATTEMPTS} repairs of {instance_id} ended without replacing it"
 
