@@ -1,6 +1,7 @@
 """ReconcileFunction: the scheduled sweep (what no EC2 event reports), and the rebalance after one of our
 instances comes up (the EC2 `running` event)."""
 
+import dataclasses
 import time
 from functools import cache
 from typing import Any
@@ -25,8 +26,12 @@ def adapters() -> reconcile.Adapters:
     sfn = aws.stepfunctions()
     operations = Operations(aws.dynamodb(), config.table_name)
 
+    # A repair retried after a closed one runs only once the operator has lifted a pause: they have
+    # judged the failures, so the circuit breaker does not hold it back again (the quorum guard does).
+    retry = dataclasses.replace(trigger, limits=trigger.limits.model_copy(update={"pause_threshold_percent": 100}))
+
     def start_repair(spec: ClusterSpec, instance_id: str, attempt: int) -> repair.TriggerResult:
-        return repair.start_repair(spec, instance_id, trigger, attempt=attempt)
+        return repair.start_repair(spec, instance_id, retry if attempt else trigger, attempt=attempt)
 
     def execution_status(name: str) -> str:
         arn = config.repair_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
