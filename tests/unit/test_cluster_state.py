@@ -19,19 +19,10 @@ class Context:
 
 
 @pytest.fixture
-def handler(mocked_aws, monkeypatch: pytest.MonkeyPatch):
-    boto3.client("dynamodb").create_table(
-        TableName="cluster",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+def handler(cluster_table: str, monkeypatch: pytest.MonkeyPatch):
     for name, value in {
         "CLUSTER_NAME": "demo",
-        "TABLE_NAME": "cluster",
+        "TABLE_NAME": cluster_table,
         "TOKEN_PARAMETER_PREFIX": "/swarmwarden/demo/tokens",
     }.items():
         monkeypatch.setenv(name, value)
@@ -52,7 +43,7 @@ def test_the_lock_is_taken_renewed_refused_and_released(handler) -> None:
 
 
 def test_operation_steps_are_recorded_with_status_and_error(handler) -> None:
-    Operations(boto3.client("dynamodb"), "cluster").create("demo", Operation(id="op-1", kind=OperationKind.SCALE))
+    Operations(boto3.client("dynamodb"), "ClusterTable").create("demo", Operation(id="op-1", kind=OperationKind.SCALE))
     step = {"action": "operation_step", "spec": SPEC, "operation_id": "op-1"}
     assert handler(step | {"step": "launch", "status": "running"}) == {
         "operation_id": "op-1",
@@ -61,6 +52,6 @@ def test_operation_steps_are_recorded_with_status_and_error(handler) -> None:
     }
     done = handler(step | {"step": "failed", "status": "failed", "error": "ScriptFailed: join"})
     assert done == {"operation_id": "op-1", "status": "failed", "steps": 2}
-    stored = Operations(boto3.client("dynamodb"), "cluster").get("demo", "op-1")
+    stored = Operations(boto3.client("dynamodb"), "ClusterTable").get("demo", "op-1")
     assert stored.error == "ScriptFailed: join"
     assert [s.name for s in stored.steps] == ["launch", "failed"]

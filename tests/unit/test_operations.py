@@ -25,17 +25,8 @@ class Clock:
 
 
 @pytest.fixture
-def table(mocked_aws) -> str:
-    boto3.client("dynamodb").create_table(
-        TableName="cluster",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return "cluster"
+def table(cluster_table: str) -> str:
+    return cluster_table
 
 
 @pytest.fixture

@@ -9,18 +9,8 @@ SPEC = ClusterSpec(cluster_name="demo", ami_id="ami-0123456789abcdef0")
 
 
 @pytest.fixture
-def store(mocked_aws) -> ClusterStore:
-    client = boto3.client("dynamodb")
-    client.create_table(
-        TableName="cluster",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return ClusterStore(client, "cluster")
+def store(cluster_table: str) -> ClusterStore:
+    return ClusterStore(boto3.client("dynamodb"), cluster_table)
 
 
 def test_cluster_record_round_trips_and_versions_grow(store: ClusterStore) -> None:
