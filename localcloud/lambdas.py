@@ -212,7 +212,7 @@ class LambdaRuntime:
         headers = {"Content-Type": "application/json", "X-Amz-Executed-Version": "$LATEST"}
         if error_type is not None:
             headers["X-Amz-Function-Error"] = "Unhandled"
-        return AWSResponse(request.url, 200, headers, _RawBody(json.dumps(result).encode()))  # type: ignore[arg-type]
+        return AWSResponse(request.url, 200, headers, RawBody(json.dumps(result).encode()))  # type: ignore[arg-type]
 
     @contextmanager
     def installed(self, environment: Mapping[str, str]) -> Iterator[LambdaRuntime]:
@@ -230,7 +230,7 @@ class LambdaRuntime:
             os.environ.update(saved)
 
 
-class _RawBody:
+class RawBody:
     """The part of urllib3's response that botocore reads a body from (whole, or as a stream)."""
 
     def __init__(self, content: bytes) -> None:

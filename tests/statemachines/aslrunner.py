@@ -36,6 +36,8 @@ from urllib.parse import unquote
 import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
+from localcloud.lambdas import RawBody
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 MOTO_CONFIG: dict[str, Any] = {
@@ -173,7 +175,7 @@ class LambdaStubs:
         raw = body.decode() if isinstance(body, bytes | bytearray) else (body or "")
         payload = json.loads(raw) if raw else {}
         status, headers, content = self.answer(function, payload)
-        return AWSResponse(request.url, status, headers, _RawBody(content))  # type: ignore[arg-type]
+        return AWSResponse(request.url, status, headers, RawBody(content))  # type: ignore[arg-type]
 
     @contextmanager
     def installed(self) -> Iterator[LambdaStubs]:
@@ -185,25 +187,6 @@ class LambdaStubs:
             yield self
         finally:
             events.unregister("before-send.lambda.Invoke", handler)
-
-
-class _RawBody:
-    """The minimum of urllib3's response that botocore reads a body from."""
-
-    def __init__(self, content: bytes) -> None:
-        self._content = content
-        self._read = False
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        if not self._read:
-            self._read = True
-            yield self._content
-
-    def read(self, *_: Any, **__: Any) -> bytes:
-        if self._read:
-            return b""
-        self._read = True
-        return self._content
 
 
 # ---------------------------------------------------------------- executions
