@@ -26,7 +26,6 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from localcloud.cloud import LOCAL_PARAMETERS, CloudConfig, LocalCloud
 from localcloud.hosts import Host, HostNetwork, cleanup_all, leftovers, prefix_lock
 from localcloud.image import build_rootfs, load_image
 from localcloud.runscript import ScriptResult
+from localcloud.timeline import history
 
 NAME = "provision"
 MANAGERS, WORKERS = 3, 2
@@ -122,22 +122,6 @@ class TimedCloud(LocalCloud):
         if self.responded_at is None:
             self.responded_at = time.time()
         return super().outputs()
-
-
-def _history(cloud: LocalCloud, execution_arn: str) -> list[dict[str, Any]]:
-    sfn = cloud.client("stepfunctions")
-    events: list[dict[str, Any]] = []
-    token = None
-    for _page in range(200):
-        page = sfn.get_execution_history(executionArn=execution_arn, **({"nextToken": token} if token else {}))
-        events += page["events"]
-        token = page.get("nextToken")
-        if not token:
-            break
-    for event in events:
-        stamp = event["timestamp"]
-        event["t"] = stamp.timestamp() if isinstance(stamp, datetime) else float(stamp)
-    return sorted(events, key=lambda e: (e["t"], e["id"]))
 
 
 def _state_name(event: dict[str, Any], suffix: str) -> str | None:
@@ -266,7 +250,7 @@ def _describe_run(cloud: TimedCloud, sample: dict[str, Any], requested_at: float
         machine_def = next(m for m in cloud.template.state_machines() if m.name.endswith("provision"))
         top_level = set(json.loads(machine_def.definition)["States"])
         if provision:
-            events = _history(cloud, provision[-1]["executionArn"])
+            events = history(cloud, provision[-1]["executionArn"])
             sample.update(analyse_workflow(events, top_level, requested_at, responded_at, cloud.boots, cloud.scripts))
             sample["failures_seen"] = [
                 (e.get("taskFailedEventDetails") or e.get("lambdaFunctionFailedEventDetails") or {}).get("cause", "")[

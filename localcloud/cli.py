@@ -38,7 +38,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from localcloud import apiclient
+from localcloud import apiclient, timeline
 from localcloud.hosts import STATE_ROOT, Host, HostError, cleanup_all, leftovers, prefix_lock
 from localcloud.image import IMAGE
 
@@ -750,10 +750,49 @@ def _scale_workers(session: Session, workers: int) -> str:
     return f"{_check_formed(session, 3, workers)}; {_converge(session)}"
 
 
+REPAIR_SECONDS = 300.0
+
+
+def _repair_timeline(session: Session, victim: str) -> str:
+    """Terminates `victim`'s instance (as a hardware failure would), waits for its repair and for the
+    service, and tells when each milestone came after the kill: from the repair execution's history,
+    and the service's convergence from the Docker SDK."""
+    cloud = session.cloud
+    name = f"repair-{victim}"
+    killed = time.time()
+    cloud.kill(victim)
+    deadline = time.monotonic() + REPAIR_SECONDS
+    while True:
+        execution = next((e for e in cloud.executions() if e["name"] == name), None)
+        if execution is not None and execution["status"] != "RUNNING":
+            break
+        if time.monotonic() > deadline:
+            raise CliError(f"{name} did not end within {REPAIR_SECONDS:.0f} s")
+        time.sleep(POLL_SECONDS)
+    if execution["status"] != "SUCCEEDED":
+        raise CliError(f"{name} ended {execution['status']}")
+    marks = timeline.milestones(cloud, execution["executionArn"])
+    _converge(session)
+    marks["services converged"] = time.time()
+    return " -> ".join(f"{mark} +{at - killed:.1f}s" for mark, at in sorted(marks.items(), key=lambda m: m[1]))
+
+
+def _kill_worker(session: Session) -> str:
+    worker = next(v for v in session.cloud.nodes() if v.state == "running" and v.role == "worker")
+    return _repair_timeline(session, worker.instance_id)
+
+
+def _kill_leader(session: Session) -> str:
+    leader = next(v for v in session.cloud.nodes() if v.swarm.endswith("/leader"))
+    return _repair_timeline(session, leader.instance_id)
+
+
 # The scale and repair steps (their issues) go here, each a named step run after convergence.
 LATER_STEPS: tuple[tuple[str, Callable[[Session], str]], ...] = (
     ("scaled out to 4 workers", functools.partial(_scale_workers, workers=4)),
     ("scaled in to 2 workers", functools.partial(_scale_workers, workers=2)),
+    ("worker killed, repaired", _kill_worker),
+    ("leader killed, repaired", _kill_leader),
 )
 
 
@@ -865,7 +904,10 @@ def _parser() -> argparse.ArgumentParser:
     down = command("down", cmd_down, "tear down through the teardown workflow and remove every trace")
     down.add_argument("--timeout", type=float, default=900, help="seconds the teardown may take")
     demo = command(
-        "demo", cmd_demo, "up 3+2, deploy a service, wait until it converges, scale the workers 2 -> 4 -> 2, down"
+        "demo",
+        cmd_demo,
+        "up 3+2, deploy a service, wait until it converges, scale the workers 2 -> 4 -> 2, kill a worker and "
+        "the leader (a repair timeline each), down",
     )
     demo.add_argument("--timeout", type=float, default=900, help="seconds provision and teardown may each take")
     demo.add_argument("--parameter", action="append", default=[], metavar="KEY=VALUE", help=PARAMETER_HELP)
