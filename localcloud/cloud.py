@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -242,10 +243,13 @@ class LocalCloud:
 
     @staticmethod
     def _reset_library_caches() -> None:
-        from swarmwarden import aws, settings
-
-        aws._client.cache_clear()
-        settings.settings.cache_clear()
+        """A new cloud is a cold start: no cache in the layer (clients, settings, the API's adapters) may
+        still point at an earlier cloud of this process. The functions' own modules are loaded per cloud."""
+        for name, module in list(sys.modules.items()):
+            if name == "swarmwarden" or name.startswith("swarmwarden."):
+                for value in list(vars(module).values()):
+                    if getattr(value, "__module__", None) == name and callable(getattr(value, "cache_clear", None)):
+                        value.cache_clear()
 
     def _route_lambda_logs(self) -> None:
         """The functions' Powertools logs go to a file, like CloudWatch Logs, not to the terminal."""
