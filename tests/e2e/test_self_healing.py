@@ -116,7 +116,9 @@ class Cluster:
         live = self.live()
         addrs = {i["PrivateIpAddress"]: iid for iid, i in live.items()}
         ready = {n["Status"]["Addr"] for n in nodes if n["Status"]["State"] == "ready"}
-        if not_ready := [n["Description"]["Hostname"] for n in nodes if n["Status"]["State"] != "ready"]:
+        # A node that is still joining has no hostname yet.
+        names = [n["Description"].get("Hostname") or n["ID"] for n in nodes if n["Status"]["State"] != "ready"]
+        if not_ready := names:
             problems.append(f"nodes not ready: {not_ready}")
         if set(addrs) != ready:
             problems.append(f"instances {sorted(addrs)} != ready nodes {sorted(ready)}")
