@@ -14,6 +14,7 @@ import pkgutil
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -29,6 +30,8 @@ def benchmark_names() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Powertools warns on every invoke of a handler that emits no metrics; it would bury the tables.
+    warnings.filterwarnings("ignore", "No application metrics to publish")
     names = benchmark_names()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one repetition per arm instead of the full count")

@@ -419,7 +419,7 @@ def report(summary: dict[str, Any], repetitions: int, path: Path) -> Report:
     notes = [
         f"{m['samples']['workflow']} workflow and {m['samples']['floor']} floor samples ({repetitions} requested each, alternating)"
         + (f"; FAILED: {m['failures']}" if any(m["failures"].values()) else ""),
-        f"PollIntervalSeconds={LOCAL_PARAMETERS['PollIntervalSeconds']} (local cloud); Run Command results are polled every 1 s in the handler.",
+        f"PollIntervalSeconds={LOCAL_PARAMETERS['PollIntervalSeconds']} (local cloud); Run Command results are polled from 0.25 s, backing off to 2 s.",
     ]
     return Report(NAME, f"Provision {MANAGERS} managers + {WORKERS} workers", table, notes, path)
 
