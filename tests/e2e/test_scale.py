@@ -7,6 +7,7 @@ Idempotency-Key is test_services.py's (it scales through this workflow too).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -119,6 +120,29 @@ def _consistent(cloud: LocalCloud, client: docker.DockerClient) -> dict[str, int
     return {"managers": roles.count("manager"), "workers": roles.count("worker")}
 
 
+def _assert_no_repair_for_our_own_terminations(cloud: LocalCloud, retired: int) -> None:
+    """The repair trigger saw the retired instances terminate (EventBridge delivers asynchronously, so
+    wait for it, bounded) and started nothing."""
+    deadline = time.monotonic() + 30
+    while True:
+        seen = [
+            json.loads(i.payload)["detail"]["instance-id"]
+            for i in list(cloud.runtime.invocations)
+            if i.function == "RepairTriggerFunction" and '"terminated"' in i.payload
+        ]
+        if len(set(seen)) >= retired or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(set(seen)) >= retired, f"the trigger saw {len(set(seen))} terminations, expected {retired}"
+    outcomes = [
+        json.loads(i.response).get("outcome")
+        for i in cloud.runtime.invocations
+        if i.function == "RepairTriggerFunction"
+    ]
+    assert "started" not in outcomes, outcomes
+    assert [e["name"] for e in cloud.executions() if e["machine"].endswith("-repair")] == []
+
+
 def test_scale_out_from_2_to_5_workers(cloud: LocalCloud, api: apiclient.Api, swarm: docker.DockerClient) -> None:
     assert _consistent(cloud, swarm) == {"managers": 1, "workers": 2}
     operation = _scale(api, 5)
@@ -153,6 +177,7 @@ def test_scale_in_from_5_to_2_never_drops_below_the_desired_replicas(
     assert len(samples) > 10
     assert min(samples) >= REPLICAS, samples
     assert _consistent(cloud, swarm) == {"managers": 1, "workers": 2}
+    _assert_no_repair_for_our_own_terminations(cloud, retired=3)
     # Whether a leaving node ran a task of the service: then the evacuation moved it start-first.
     moved = swarm.services.get(SERVICE).attrs["Spec"].get("UpdateConfig", {}).get("Order") == "start-first"
     FIGURES.update(
