@@ -94,6 +94,8 @@ class HealthyManager(Contract):
     action: Literal["healthy_manager"]
     spec: ClusterSpec
     candidates: tuple[Host, ...]
+    # The dead node itself may stay `unknown` to a newly elected leader until Swarm marks it down.
+    failed_node_id: str = ""
 
 
 class VerifyReplaced(OnManager):
@@ -261,7 +263,7 @@ def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManag
         healthy, counted = healthy_manager_count(nodes)
         if healthy < quorum(counted):
             raise TransientError(f"{candidate.instance_id} sees {healthy} of {counted} managers healthy: settling")
-        if unknown := [n.hostname for n in nodes if n.status == UNKNOWN]:
+        if unknown := [n.hostname for n in nodes if n.status == UNKNOWN and n.id != request.failed_node_id]:
             raise TransientError(f"{candidate.instance_id} does not know the state of {', '.join(unknown)} yet")
         return HealthyManagerResult(manager=candidate, nodes=tuple(nodes), tried=tuple(tried))
     if any(sign in attempt for attempt in tried for sign in NO_LEADER):
