@@ -219,15 +219,24 @@ class LambdaRuntime:
         """Serves invokes while inside; the functions' shared environment is set for the duration."""
         saved = dict(os.environ)
         os.environ.update(self.shared_environment(self.functions) | dict(environment))
-        events = boto3._get_default_session().events
-        handler: Callable[..., Any] = self._before_send
-        events.register_first("before-send.lambda.Invoke", handler)
         try:
-            yield self
+            with answering_invokes(self._before_send):
+                yield self
         finally:
-            events.unregister("before-send.lambda.Invoke", handler)
             os.environ.clear()
             os.environ.update(saved)
+
+
+@contextmanager
+def answering_invokes(handler: Callable[..., Any]) -> Iterator[None]:
+    """`handler` answers every `lambda.Invoke` made through boto3's default session (where moto's
+    engine makes its clients) before the request is sent, while inside."""
+    events = boto3._get_default_session().events
+    events.register_first("before-send.lambda.Invoke", handler)
+    try:
+        yield
+    finally:
+        events.unregister("before-send.lambda.Invoke", handler)
 
 
 class RawBody:

@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import boto3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
-from localcloud.lambdas import RawBody
+from localcloud.lambdas import RawBody, answering_invokes
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -180,13 +179,8 @@ class LambdaStubs:
     @contextmanager
     def installed(self) -> Iterator[LambdaStubs]:
         """Answer `lambda.Invoke` on boto3's default session (where moto's engine makes its clients)."""
-        events = boto3._get_default_session().events
-        handler: Callable[..., Any] = self._before_send
-        events.register_first("before-send.lambda.Invoke", handler)
-        try:
+        with answering_invokes(self._before_send):
             yield self
-        finally:
-            events.unregister("before-send.lambda.Invoke", handler)
 
 
 # ---------------------------------------------------------------- executions
