@@ -168,3 +168,25 @@ def write_json(options: Options, name: str, data: dict[str, Any]) -> Path:
     path = options.out_dir / f"{name}.json"
     path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def save_figure(options: Options, name: str, figure: Any) -> Path:
+    """Writes a matplotlib figure to `<out_dir>/<name>.png` and closes it."""
+    import matplotlib.pyplot as plt  # only benchmarks that plot pay for the import
+
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    path = options.out_dir / f"{name}.png"
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def new_figure(width: float = 7.0, height: float = 4.0) -> tuple[Any, Any]:
+    """A figure and its axes on the non-interactive backend (benchmarks run headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
