@@ -61,12 +61,13 @@ def load(name: str) -> dict[str, Any]:
 
 
 def walk(states: dict[str, Any], top: bool = True) -> Iterator[tuple[str, dict[str, Any], bool]]:
-    """Every state, with whether it is at the top level (not inside a Map's ItemProcessor)."""
+    """Every state, with whether it is at the top level (not inside a Map's ItemProcessor or a Parallel's
+    branch)."""
     for name, state in states.items():
         yield name, state, top
         processor = state.get("ItemProcessor") or state.get("Iterator")
-        if processor:
-            yield from walk(processor["States"], top=False)
+        for inner in [processor] if processor else state.get("Branches", []):
+            yield from walk(inner["States"], top=False)
 
 
 def targets(state: dict[str, Any]) -> list[str]:

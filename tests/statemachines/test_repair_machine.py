@@ -40,22 +40,25 @@ WORKER_PATH = [
     "ShouldRepair",
     "AcquireLock",
     "Claim",
-    "IsInSwarm",
-    "RemoveDeadNode",
-    "EnsureNetwork",
-    "LaunchReplacement",
-    "StartReadinessWait",
-    "WaitForReplacement",
-    "CheckReplacementReady",
-    "IsReplacementReady",
+    "RemoveAndLaunch",
     "JoinReplacement",
-    "RotateTokens",
     "Rebalance",
     "VerifyReplacement",
     "TerminateDeadInstance",
     "RecordRepair",
     "ReleaseLock",
     "Repaired",
+]
+# The two branches of RemoveAndLaunch, which run at the same time.
+REMOVE_BRANCH = ["IsInSwarm", "RemoveDeadNode", "RotateTokens"]
+LAUNCH_BRANCH = [
+    "EnsureNetwork",
+    "LaunchReplacement",
+    "StartReadinessWait",
+    "WaitForReplacement",
+    "CheckReplacementReady",
+    "IsReplacementReady",
+    "ReplacementReady",
 ]
 FAILURE_TAIL = ["Compensate", "RecordFailure", "ReleaseLockAfterFailure", "RepairFailed"]
 
@@ -124,7 +127,11 @@ def stub_repair_happy(stubs: LambdaStubs, failed: dict[str, str]) -> dict[str, s
     stubs.on(
         "repair",
         "classify",
-        {"failed": {"host": failed, "node_id": f"node-{failed['slot']}"}, "candidates": MANAGERS},
+        {
+            "failed": {"host": failed, "node_id": f"node-{failed['slot']}"},
+            "candidates": MANAGERS,
+            "instance_gone": True,
+        },
     )
     stubs.on(
         "swarm",
@@ -200,6 +207,11 @@ def top_path(execution: Execution) -> list[str]:
     return execution.top_level_states(DEFINITION)
 
 
+def branch_path(execution: Execution, branch: list[str]) -> list[str]:
+    """The states entered in one of RemoveAndLaunch's branches, in order."""
+    return [name for name in execution.entered_states() if name in branch]
+
+
 def run(stubs: LambdaStubs, arn: str, failed: dict[str, str], name: str, timeout: float = 60) -> Execution:
     runner = AslRunner(boto3.client("stepfunctions", region_name=REGION), SUBSTITUTIONS)
     execution = runner.run(arn, repair_input(failed), name=name, timeout=timeout)
@@ -217,6 +229,8 @@ def test_a_dead_worker_is_removed_replaced_in_its_az_joined_and_recorded(stubs: 
 
     assert execution.status == "SUCCEEDED", execution.describe()
     assert top_path(execution) == WORKER_PATH
+    assert branch_path(execution, REMOVE_BRANCH) == REMOVE_BRANCH
+    assert branch_path(execution, LAUNCH_BRANCH) == LAUNCH_BRANCH
     (lock,) = stubs.calls_to("cluster_state", "acquire_lock")
     assert lock.payload | {"spec": None} == {
         "action": "acquire_lock",
@@ -227,7 +241,8 @@ def test_a_dead_worker_is_removed_replaced_in_its_az_joined_and_recorded(stubs: 
     }
     (remove,) = stubs.calls_to("swarm", "remove_node")
     assert remove.payload["manager"] == MANAGERS[0], "removed through the healthy manager"
-    assert (remove.payload["node"], remove.payload["force"]) == ("node-worker-1", False)
+    # EC2 says the instance is gone: removed at once, not after Swarm's heartbeat timeout.
+    assert (remove.payload["node"], remove.payload["force"]) == ("node-worker-1", True)
     (launch,) = stubs.calls_to("hosts", "launch_slots")
     assert launch.payload["run_id"] == "repair-i-worker"
     assert launch.payload["placements"] == [{"slot": "worker-5", "role": "worker", "az": FAILED_WORKER["az"]}]
@@ -238,9 +253,9 @@ def test_a_dead_worker_is_removed_replaced_in_its_az_joined_and_recorded(stubs: 
     assert record.payload["added"]["slot"] == "worker-5"
     assert record.payload["failed"]["host"] == FAILED_WORKER
     assert record.payload["started_at"], "RepairDuration counts from the execution's start"
-    # Order of the swarm changes: the dead node goes before its replacement joins; tokens rotate after.
+    # Order of the swarm changes: the dead node goes, the tokens it could know rotate, then its replacement joins.
     actions = [a for f, a in stubs.actions() if f == "swarm"]
-    assert actions.index("remove_node") < actions.index("join") < actions.index("rotate_tokens")
+    assert actions.index("remove_node") < actions.index("rotate_tokens") < actions.index("join")
     assert not stubs.calls_to("hosts", "terminate_run")
     assert not stubs.calls_to("repair", "fail")
     # A stopped instance is ended once its replacement is in; a terminated one is skipped by the function.
@@ -278,13 +293,71 @@ def test_the_guard_pauses_and_nothing_else_happens(stubs: LambdaStubs, repair_ar
 
 def test_a_node_without_swarm_id_skips_the_removal(stubs: LambdaStubs, repair_arn: str) -> None:
     stub_repair_happy(stubs, FAILED_WORKER)
-    stubs.on("repair", "classify", {"failed": {"host": FAILED_WORKER, "node_id": ""}, "candidates": MANAGERS})
+    stubs.on(
+        "repair",
+        "classify",
+        {"failed": {"host": FAILED_WORKER, "node_id": ""}, "candidates": MANAGERS, "instance_gone": True},
+    )
 
     execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-noid")
 
     assert execution.status == "SUCCEEDED", execution.describe()
-    assert "RemoveDeadNode" not in top_path(execution)
+    assert branch_path(execution, REMOVE_BRANCH) == ["IsInSwarm", "RotateTokens"]
     assert not stubs.calls_to("swarm", "remove_node")
+    assert stubs.calls_to("swarm", "rotate_tokens"), "it may still have read a token"
+
+
+def test_a_dead_daemon_on_a_running_instance_is_removed_only_once_down(stubs: LambdaStubs, repair_arn: str) -> None:
+    stub_repair_happy(stubs, FAILED_WORKER)
+    stubs.on(
+        "repair",
+        "classify",
+        {"failed": {"host": FAILED_WORKER, "node_id": "node-worker-1"}, "candidates": MANAGERS, "instance_gone": False},
+    )
+    not_down = LambdaError("ScriptFailed", "node node-worker-1 is ready, not down")
+    stubs.on("swarm", "remove_node", not_down, {"node": "node-worker-1", "removed": True, "was_manager": False})
+
+    execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-daemon", timeout=90)
+
+    assert execution.status == "SUCCEEDED", execution.describe()
+    removals = stubs.calls_to("swarm", "remove_node")
+    assert [c.payload["force"] for c in removals] == [False, False], "waits for Swarm, never forces"
+    actions = [a for f, a in stubs.actions() if f == "swarm"]
+    assert max(i for i, a in enumerate(actions) if a == "remove_node") < actions.index("join")
+
+
+def test_an_election_in_progress_is_polled_every_second_then_the_repair_goes_on(
+    stubs: LambdaStubs, repair_arn: str
+) -> None:
+    stub_repair_happy(stubs, FAILED_MANAGER)
+    stubs.on(
+        "swarm",
+        "healthy_manager",
+        LambdaError("SwarmSettling", "the swarm has no leader yet"),
+        LambdaError("SwarmSettling", "i-0 does not know the state of ip-10-42-1-14 yet"),
+        {"manager": MANAGERS[0], "nodes": [node(MANAGERS[0], leader=True)], "tried": []},
+    )
+
+    execution = run(stubs, repair_arn, FAILED_MANAGER, "repair-i-election")
+
+    assert execution.status == "SUCCEEDED", execution.describe()
+    assert len(stubs.calls_to("swarm", "healthy_manager")) == 3
+    assert top_path(execution) == WORKER_PATH
+
+
+def test_a_failed_removal_terminates_the_replacement_launched_alongside(stubs: LambdaStubs, repair_arn: str) -> None:
+    replacement = stub_repair_happy(stubs, FAILED_WORKER)
+    stubs.on("swarm", "remove_node", LambdaError("InvalidRequest", "refusing to remove the node this runs on"))
+
+    execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-noremove")
+
+    assert execution.status == "FAILED", execution.describe()
+    assert execution.error == "InvalidRequest"
+    assert top_path(execution)[-5:] == ["RemoveAndLaunch", *FAILURE_TAIL]
+    assert not stubs.calls_to("swarm", "join")
+    (compensate,) = stubs.calls_to("hosts", "terminate_run")
+    assert compensate.payload["run_id"] == "repair-i-noremove"
+    assert compensate.result == {"terminated": [replacement["instance_id"]]}
 
 
 @pytest.mark.slow
@@ -324,7 +397,7 @@ def test_no_capacity_in_the_az_moves_the_replacement_to_another(stubs: LambdaStu
     execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-capacity")
 
     assert execution.status == "SUCCEEDED", execution.describe()
-    path = top_path(execution)
+    path = branch_path(execution, [*LAUNCH_BRANCH, "Replan"])
     assert path[: path.index("StartReadinessWait")][-3:] == ["LaunchReplacement", "Replan", "LaunchReplacement"]
     (replan,) = stubs.calls_to("repair", "replan")
     assert replan.payload["claim"]["placement"]["az"] == FAILED_WORKER["az"], "the refused AZ"
@@ -388,8 +461,14 @@ def test_a_replacement_that_never_gets_ready_is_compensated(stubs: LambdaStubs, 
     assert execution.status == "FAILED", execution.describe()
     assert execution.error == "HostsNotReady"
     assert len(stubs.calls_to("hosts", "check_ready")) == FAST_POLL["max_attempts"]
-    assert top_path(execution)[-5:] == ["ReplacementNotReady", *FAILURE_TAIL]
+    assert top_path(execution)[-5:] == ["RemoveAndLaunch", *FAILURE_TAIL]
+    assert branch_path(execution, ["ReplacementNotReady"]) == ["ReplacementNotReady"]
     assert not stubs.calls_to("swarm", "join")
+    (fail,) = stubs.calls_to("repair", "fail")
+    assert (fail.payload["error"], fail.payload["cause"]) == (
+        "HostsNotReady",
+        "1 of 1 hosts not ready: SSM agent not online",
+    )
 
 
 def test_a_lock_never_freed_fails_the_repair_and_records_it(stubs: LambdaStubs, repair_arn: str) -> None:
@@ -409,13 +488,16 @@ def test_a_lock_never_freed_fails_the_repair_and_records_it(stubs: LambdaStubs, 
 
 def test_the_definition_is_closed_reachable_and_every_task_retries_and_catches() -> None:
     states = DEFINITION["States"]
-    seen, todo = set(), [DEFINITION["StartAt"]]
-    while todo:
-        current = todo.pop()
-        if current not in seen:
-            seen.add(current)
-            todo.extend(targets(states[current]))
-    assert seen == set(states)
+    branches = [b for s in states.values() for b in s.get("Branches", [])]
+    for graph in [DEFINITION, *branches]:
+        seen, todo = set(), [graph["StartAt"]]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen.add(current)
+                todo.extend(targets(graph["States"][current]))
+        assert seen == set(graph["States"])
+    every = {name: state for name, state, _top in walk(states)}
     used = set(PLACEHOLDER.findall((STATEMACHINES / "repair.asl.json").read_text()))
     assert used == {
         "RepairFunctionArn",
@@ -424,12 +506,19 @@ def test_the_definition_is_closed_reachable_and_every_task_retries_and_catches()
         "NetworkFunctionArn",
         "ClusterStateFunctionArn",
     }
-    for name, state, _top in walk(states):
+    for name, state, top in walk(states):
+        if state["Type"] == "Parallel":
+            assert state["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
         if state["Type"] != "Task":
             continue
         assert set(state["Retry"][0]["ErrorEquals"]) == TRANSIENT, name
         assert all(r["JitterStrategy"] == "FULL" and "States.ALL" not in r["ErrorEquals"] for r in state["Retry"]), name
-        assert state["Catch"][-1]["ErrorEquals"] == ["States.ALL"], name
+        # Inside a branch an error ends the branch, and the Parallel's Catch compensates.
+        assert (
+            (state["Catch"][-1]["ErrorEquals"] == ["States.ALL"])
+            if top
+            else ("States.ALL" not in str(state.get("Catch")))
+        ), name
         assert state["Parameters"]["spec.$"] == "$.spec", name
     # Every failure funnels into compensation, which always reaches the record and the release.
     failure_targets = {c["Next"] for s in states.values() for c in s.get("Catch", []) if c["ResultPath"] == "$.failure"}
@@ -437,13 +526,17 @@ def test_the_definition_is_closed_reachable_and_every_task_retries_and_catches()
     assert states["Compensate"]["Catch"][0]["Next"] == states["Compensate"]["Next"] == "RecordFailure"
     assert states["RecordFailure"]["Catch"][0]["Next"] == "ReleaseLockAfterFailure"
     assert [s for s in states.values() if s["Type"] == "Fail"] == [states["RepairFailed"]]
-    waits = [s for s in states.values() if s["Type"] == "Wait"]
+    waits = [s for s in every.values() if s["Type"] == "Wait"]
     assert all(s["SecondsPath"] == "$.poll.interval_seconds" for s in waits)
     # The operation and the run that tags the replacement are both this execution.
     for name in ("Guard", "AcquireLock", "Claim", "RecordRepair", "RecordFailure", "ReleaseLock"):
         assert states[name]["Parameters"]["operation_id.$"] == "$$.Execution.Name", name
-    assert states["LaunchReplacement"]["Parameters"]["run_id.$"] == "$$.Execution.Name"
-    assert states["RemoveDeadNode"]["Parameters"]["force"] is False
+    assert every["LaunchReplacement"]["Parameters"]["run_id.$"] == "$$.Execution.Name"
+    assert every["RemoveDeadNode"]["Parameters"]["force.$"] == "$.classified.instance_gone"
+    # Waiting out an election is bounded: about a minute of one-second retries.
+    (settling,) = [r for r in states["FindHealthyManager"]["Retry"] if r["ErrorEquals"] == ["SwarmSettling"]]
+    assert (settling["IntervalSeconds"], settling["BackoffRate"]) == (1, 1)
+    assert 30 <= settling["MaxAttempts"] <= 120
 
 
 def test_cfn_lint_accepts_the_definition() -> None:

@@ -14,7 +14,7 @@ from swarmwarden.adapters.operations import Operations, OperationStatus
 from swarmwarden.adapters.store import ClusterStatus, ClusterStore, NodeState
 from swarmwarden.domain.model import ClusterSpec, Host, NetworkRef, NodeStatus, Role, Subnet
 from swarmwarden.domain.placement import Placement
-from swarmwarden.errors import InsufficientCapacity, InvalidRequest, ScriptFailed, SwarmNotAsPlanned, TransientError
+from swarmwarden.errors import InsufficientCapacity, InvalidRequest, ScriptFailed, SwarmNotAsPlanned, SwarmSettling
 from swarmwarden.steps import hosts, repair, swarm
 
 SPEC = ClusterSpec(cluster_name="demo", ami_id="ami-0123456789abcdef0")
@@ -114,10 +114,19 @@ def test_classify_finds_the_failed_node_and_the_live_managers_to_ask(world: Worl
     )
     assert result.failed == repair.FailedNode(host=dead, node_id="node-manager-1")
     assert [h.slot for h in result.candidates] == ["manager-0", "manager-2"]
+    assert result.instance_gone, "EC2 says terminated: the node may be removed at once"
     with pytest.raises(InvalidRequest, match="no node record"):
         repair.classify(
             repair.Classify(action="classify", spec=SPEC, instance_id="i-0000000000000beef"), world.adapters
         )
+
+
+def test_classify_keeps_waiting_for_swarm_when_the_instance_still_runs(world: World) -> None:
+    # A dead daemon on a running instance (reconcile's case): only Swarm can say the node is down.
+    result = repair.classify(
+        repair.Classify(action="classify", spec=SPEC, instance_id=world.hosts[4].instance_id), world.adapters
+    )
+    assert not result.instance_gone
 
 
 def test_the_guard_lets_one_failure_through_and_counts_the_start_once(world: World) -> None:
@@ -284,7 +293,7 @@ def test_healthy_manager_waits_while_the_managers_elect_a_leader() -> None:
             raise ScriptFailed("status: cannot list nodes: The swarm does not have a leader. It's possible that ...")
 
     request = swarm.HealthyManager(action="healthy_manager", spec=SPEC, candidates=tuple(MANAGERS[1:]))
-    with pytest.raises(TransientError, match="no leader yet"):
+    with pytest.raises(SwarmSettling, match="no leader yet"):
         swarm.healthy_manager(request, _swarm(Electing(set(), [])))
 
 
@@ -296,11 +305,11 @@ def test_healthy_manager_waits_until_the_new_leader_sees_a_quorum() -> None:
         World.status(MANAGERS[0]).model_dump(mode="json") | {"status": "down", "reachability": "unreachable"},
     ]
     request = swarm.HealthyManager(action="healthy_manager", spec=SPEC, candidates=tuple(MANAGERS[1:]))
-    with pytest.raises(TransientError, match="1 of 3 managers healthy"):
+    with pytest.raises(SwarmSettling, match="1 of 3 managers healthy"):
         swarm.healthy_manager(request, _swarm(Runner({MANAGERS[1].instance_id}, settling)))
     settling[1]["reachability"] = "reachable"
     settling.append(World.status(MANAGERS[2]).model_dump(mode="json") | {"role": "worker", "status": "unknown"})
-    with pytest.raises(TransientError, match="does not know the state of"):
+    with pytest.raises(SwarmSettling, match="does not know the state of"):
         swarm.healthy_manager(request, _swarm(Runner({MANAGERS[1].instance_id}, settling)))
 
 

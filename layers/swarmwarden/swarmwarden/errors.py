@@ -10,6 +10,11 @@ class TransientError(SwarmwardenError):
     """Worth retrying with backoff: throttling, a host still busy, a command not finished in time."""
 
 
+class SwarmSettling(TransientError):
+    """The managers are electing a leader, or do not know every node's state yet: seconds, so the
+    workflow retries it on a short fixed interval rather than with backoff."""
+
+
 class ScriptFailed(SwarmwardenError):
     """A host script exited non-zero; the message is the script's own `error` field."""
 

@@ -29,6 +29,13 @@ REACHABLE = "reachable"
 _SLOT = re.compile(r"^(manager|worker)-(\d+)$")
 
 
+def instance_gone(state: str | None) -> bool:
+    """EC2 says the instance is going away or gone (None: EC2 no longer shows it). Its node can never
+    answer again, so repair removes it at once (`node rm --force`) instead of waiting for Swarm's
+    heartbeat timeout to call it down; a running instance (e.g. a dead daemon) must be down first."""
+    return state is None or state in FAILURE_STATES
+
+
 def execution_name(instance_id: str, attempt: int = 0) -> str:
     """The repair's idempotency key: every event about one instance maps to one execution. Reconcile
     retries a repair that ended without replacing the node (paused, failed early) as attempt 1, 2, ..."""

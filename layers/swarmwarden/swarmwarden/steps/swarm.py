@@ -15,7 +15,7 @@ from swarmwarden.domain.model import ClusterSpec, Contract, Host, LaunchResult, 
 from swarmwarden.domain.placement import quorum
 from swarmwarden.domain.repair import healthy_manager_count, replacement_problems
 from swarmwarden.domain.verify import mismatches
-from swarmwarden.errors import SwarmNotAsPlanned, SwarmwardenError, TransientError
+from swarmwarden.errors import SwarmNotAsPlanned, SwarmSettling, SwarmwardenError
 from swarmwarden.settings import Settings
 
 # What a manager's dockerd answers while the managers elect a leader (or cannot: no quorum).
@@ -247,7 +247,7 @@ def verify(request: Verify, adapters: Adapters) -> VerifyResult:
 
 def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManagerResult:
     """None when no candidate answers: the guard then pauses repair (quorum may be lost). A manager
-    that answers "no leader" raises TransientError instead: after the leader dies, the others elect a
+    that answers "no leader" raises SwarmSettling instead: after the leader dies, the others elect a
     new one within seconds, and the workflow's Retry waits for that (if quorum is really lost, the
     retries run out and the repair fails, which alarms). So does an answer that counts fewer healthy
     managers than a quorum (a manager answers only when a leader, so a quorum, exists), or a node in
@@ -262,12 +262,12 @@ def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManag
             continue
         healthy, counted = healthy_manager_count(nodes)
         if healthy < quorum(counted):
-            raise TransientError(f"{candidate.instance_id} sees {healthy} of {counted} managers healthy: settling")
+            raise SwarmSettling(f"{candidate.instance_id} sees {healthy} of {counted} managers healthy: settling")
         if unknown := [n.hostname for n in nodes if n.status == UNKNOWN and n.id != request.failed_node_id]:
-            raise TransientError(f"{candidate.instance_id} does not know the state of {', '.join(unknown)} yet")
+            raise SwarmSettling(f"{candidate.instance_id} does not know the state of {', '.join(unknown)} yet")
         return HealthyManagerResult(manager=candidate, nodes=tuple(nodes), tried=tuple(tried))
     if any(sign in attempt for attempt in tried for sign in NO_LEADER):
-        raise TransientError(f"the swarm has no leader yet: {'; '.join(tried)}")
+        raise SwarmSettling(f"the swarm has no leader yet: {'; '.join(tried)}")
     return HealthyManagerResult(manager=None, nodes=(), tried=tuple(tried))
 
 
