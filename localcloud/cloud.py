@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from moto.core.config import default_user_config
 from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
@@ -34,6 +35,7 @@ from localcloud.hosts import STATE_ROOT, Host, HostError, HostNetwork, cleanup_a
 from localcloud.httpapi import HttpApiServer
 from localcloud.image import build_rootfs, load_image
 from localcloud.lambdas import FAULTS_VARIABLE, LambdaRuntime, faults_from
+from localcloud.metering import LOCAL_CLOUD_APP_ID
 from localcloud.runscript import AwsEndpoint, ScriptResult, run_script
 from localcloud.template import ACCOUNT, Rule, Template
 
@@ -230,8 +232,10 @@ class LocalCloud:
         self.close()
 
     def client(self, service: str) -> Any:
+        """A client for the local cloud's own calls (it stands in for AWS): the meter leaves them out."""
         return boto3.client(  # type: ignore[call-overload]
             service,
+            config=Config(user_agent_extra=f"app/{LOCAL_CLOUD_APP_ID}"),
             endpoint_url=self.endpoint.url,
             region_name=self.config.region,
             aws_access_key_id="testing",
