@@ -24,7 +24,7 @@ from swarmwarden.adapters.workflows import Workflows
 from swarmwarden.api import routes
 from swarmwarden.api.errors import Conflict
 from swarmwarden.api.models import Capacity
-from swarmwarden.api.usecases import Adapters, ClusterApi, operation_id
+from swarmwarden.api.usecases import SWARM_VIEW_MAX_AGE_SECONDS, Adapters, ClusterApi, operation_id
 from swarmwarden.domain.model import ClusterSpec, Host, NodeStatus, Role
 from swarmwarden.settings import Settings
 
@@ -116,11 +116,20 @@ class FakeSwarm:
 
 
 @dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
 class World:
     swarm: FakeSwarm
     operations: Operations
     store: ClusterStore
     api: ClusterApi
+    clock: Clock
 
     def executions(self) -> list[dict[str, Any]]:
         return boto3.client("stepfunctions").list_executions(stateMachineArn=SCALE_ARN)["executions"]
@@ -163,6 +172,7 @@ def world(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     store.put_nodes(CLUSTER, HOSTS, nodes)
     swarm = FakeSwarm()
     operations = Operations(aws.dynamodb(), "cluster")
+    clock = Clock()
     api = ClusterApi(
         Adapters(
             store=store,
@@ -170,11 +180,12 @@ def world(mocked_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             runner=RunCommand(FakeSsm(swarm.answer), poll_seconds=0, sleep=lambda _: None),  # type: ignore[arg-type]
             workflows=Workflows(aws.stepfunctions()),
             settings=Settings.from_environment(),
-        )
+        ),
+        clock=clock,
     )
     monkeypatch.setattr(routes, "api", lambda: api)
     routes._idempotency_store.cache_clear()
-    yield World(swarm, operations, store, api)
+    yield World(swarm, operations, store, api, clock)
     routes._idempotency_store.cache_clear()
 
 
@@ -271,6 +282,35 @@ def test_retired_managers_are_not_asked(world: World) -> None:
     world.store.set_node_state(CLUSTER, "i-m0", NodeState.RETIRING)
     call(event("get-cluster"))
     assert world.swarm.calls[0][0] == "i-m1"
+
+
+def test_cluster_reuses_a_managers_answer_for_a_few_seconds_and_says_when_it_was_seen(world: World) -> None:
+    status, first, _ = call(event("get-cluster"))
+    assert status == 200
+    assert first["swarm_observed_at"] is not None
+    world.clock.now += SWARM_VIEW_MAX_AGE_SECONDS
+    _, second, _ = call(event("get-cluster"))
+    assert world.swarm.scripts() == ["status"]
+    assert second == first
+    # The table's side is read for every request.
+    world.store.set_node_state(CLUSTER, "i-w1", NodeState.RETIRING)
+    _, third, _ = call(event("get-cluster"))
+    assert third["nodes"][4]["state"] == "retiring"
+    assert third["swarm_observed_at"] == first["swarm_observed_at"]
+    world.clock.now += 0.1
+    _, fresh, _ = call(event("get-cluster"))
+    assert world.swarm.scripts() == ["status", "status"]
+    assert fresh["swarm_observed_at"] > first["swarm_observed_at"]
+
+
+def test_cluster_asks_again_at_once_after_no_manager_answered(world: World) -> None:
+    world.swarm.dead = {"i-m0", "i-m1", "i-m2"}
+    _, down, _ = call(event("get-cluster"))
+    assert (down["actual"], down["swarm_observed_at"]) == (None, None)
+    world.swarm.dead = set()
+    _, up, _ = call(event("get-cluster"))
+    assert up["actual"] == {"managers": 3, "workers": 2}
+    assert up["swarm_error"] is None
 
 
 def test_cluster_not_provisioned_is_404(world: World) -> None:

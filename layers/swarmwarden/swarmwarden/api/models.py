@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -154,6 +155,11 @@ class ClusterView(BaseModel):
     nodes: list[NodeView]
     operation: OperationView | None = Field(description="The operation holding the cluster, if any.")
     swarm_error: str | None = Field(default=None, description="Why no manager answered, when none did.")
+    swarm_observed_at: datetime | None = Field(
+        default=None,
+        description="When a manager reported `actual` and the nodes' swarm fields (at most 5 s before the"
+        " answer: status is reused that long); null if none answered.",
+    )
 
 
 class ScaleAnswer(BaseModel):

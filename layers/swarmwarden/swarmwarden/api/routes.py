@@ -85,7 +85,8 @@ def api() -> ClusterApi:
         Adapters(
             store=ClusterStore(aws.dynamodb(), config.table_name),
             operations=Operations(aws.dynamodb(), config.table_name),
-            runner=RunCommand(aws.ssm()),
+            # Someone waits on the answer: look for the result sooner and more often than the workflows do.
+            runner=RunCommand(aws.ssm(), first_poll_seconds=0.05, poll_seconds=0.5),
             workflows=Workflows(aws.stepfunctions()),
             settings=config,
         )

@@ -4,8 +4,11 @@ workflow. Errors are raised as `ApiError`s; the routes map them to HTTP."""
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +44,9 @@ MAX_PROBES = 2
 PROBE_WAIT_SECONDS = 6.0
 SCRIPT_WAIT_SECONDS = 14.0
 SCRIPT_TIMEOUT_SECONDS = 30
+# GET /cluster reuses a manager's answer this long: polling status costs one Run Command round trip per
+# period instead of one per request. The answer says when it was observed.
+SWARM_VIEW_MAX_AGE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,15 @@ class Adapters:
     settings: Settings
 
 
+@dataclass(frozen=True)
+class SwarmView:
+    """A manager's answer to `status`, and when it came (wall clock for the answer, monotonic for its age)."""
+
+    nodes: list[NodeStatus]
+    observed_at: datetime
+    taken: float
+
+
 def operation_id(idempotency_key: str | None, cluster: str) -> str:
     """The same key always names the same operation (and scale execution); without one, a fresh id."""
     if idempotency_key is None:
@@ -60,9 +75,11 @@ def operation_id(idempotency_key: str | None, cluster: str) -> str:
 
 
 class ClusterApi:
-    def __init__(self, adapters: Adapters) -> None:
+    def __init__(self, adapters: Adapters, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._a = adapters
         self._cluster = adapters.settings.cluster_name
+        self._clock = clock
+        self._swarm_view: SwarmView | None = None
 
     # ------------------------------------------------------------------ the cluster
     def _record(self) -> ClusterRecord:
@@ -71,10 +88,10 @@ class ClusterApi:
             raise NotFound(f"cluster {self._cluster} is not provisioned")
         return record
 
-    def _manager(self) -> tuple[NodeRecord, list[NodeStatus]]:
+    def _manager(self, records: list[NodeRecord]) -> tuple[NodeRecord, list[NodeStatus]]:
         """An active manager that answers `status` (tried in slot order, at most MAX_PROBES), and its answer."""
         managers = sorted(
-            (n for n in self._a.store.nodes(self._cluster) if n.role is Role.MANAGER and n.state is NodeState.ACTIVE),
+            (n for n in records if n.role is Role.MANAGER and n.state is NodeState.ACTIVE),
             key=lambda n: n.slot,
         )
         problems = []
@@ -89,29 +106,38 @@ class ClusterApi:
         reason = "; ".join(problems) or "no active manager is recorded"
         raise Unavailable(f"no manager of {self._cluster} answered ({reason})")
 
+    def _swarm(self, records: list[NodeRecord]) -> SwarmView:
+        """The swarm as a manager saw it at most SWARM_VIEW_MAX_AGE_SECONDS ago; asks one if it is older."""
+        view = self._swarm_view
+        if view is None or self._clock() - view.taken > SWARM_VIEW_MAX_AGE_SECONDS:
+            _, nodes = self._manager(records)
+            view = self._swarm_view = SwarmView(nodes, datetime.now(UTC), self._clock())
+        return view
+
     def cluster(self) -> ClusterView:
         record = self._record()
         records = self._a.store.nodes(self._cluster)
-        swarm: list[NodeStatus] | None = None
+        swarm: SwarmView | None = None
         swarm_error: str | None = None
         try:
-            _, swarm = self._manager()
+            swarm = self._swarm(records)
         except Unavailable as error:
             # Status matters most when the swarm is in trouble: answer with what the table knows.
             swarm_error = error.message
         running = self._a.operations.running(self._cluster)
         actual = None
         if swarm is not None:
-            ready = [node.role for node in swarm if node.status == "ready"]
+            ready = [node.role for node in swarm.nodes if node.status == "ready"]
             actual = Counts(managers=ready.count(Role.MANAGER), workers=ready.count(Role.WORKER))
         return ClusterView(
             name=self._cluster,
             status=record.status,
             desired=Counts(managers=record.spec.managers, workers=record.spec.workers),
             actual=actual,
-            nodes=_join(records, swarm or []),
+            nodes=_join(records, [] if swarm is None else swarm.nodes),
             operation=None if running is None else OperationView.of(running),
             swarm_error=swarm_error,
+            swarm_observed_at=None if swarm is None else swarm.observed_at,
         )
 
     # ------------------------------------------------------------------ scaling
@@ -158,7 +184,7 @@ class ClusterApi:
 
     # ------------------------------------------------------------------ services
     def _script(self, script: str, parameters: dict[str, str]) -> dict[str, Any]:
-        manager, _ = self._manager()
+        manager, _ = self._manager(self._a.store.nodes(self._cluster))
         try:
             return self._a.runner.run(
                 manager.instance_id, script, parameters, SCRIPT_TIMEOUT_SECONDS, wait_seconds=SCRIPT_WAIT_SECONDS
