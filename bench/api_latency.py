@@ -6,7 +6,9 @@ local API server, its SigV4 verification, the in-process Lambda invoke of ApiFun
 route does. Requests are sequential, one at a time, in these mixes:
 
 - **GET /cluster**: the status route; it reads the cluster table and asks a manager for the swarm's
-  live state (the `status` host script through SSM Run Command).
+  live state (the `status` host script through SSM Run Command), or reuses the view it got less than
+  `SWARM_VIEW_MAX_AGE_SECONDS` ago. Sequential requests mostly reuse it, so the mix is measured
+  again with that age set to 0 in the process: the path of a first request, or one after a pause.
 - **PUT of the current counts**: a no-op, answered 200 `unchanged`.
 - **PUT that starts a scale** (202) between 1 and 2 workers, then PUTs of the same counts while that
   scale runs, refused 409; a few real scales, one after the other, never 200.
@@ -14,7 +16,8 @@ route does. Requests are sequential, one at a time, in these mixes:
 
 Every PUT carries a fresh Idempotency-Key, as `swarmwarden scale` sends one, except the replays.
 The Lambda's own duration (the runtime's invocation record) splits each round trip into the handler and
-the rest; cProfile of the handler, invoked directly, shows where the handler's time goes.
+the rest; a profile of the handler, invoked directly, shows where its time goes (GET /cluster with a
+manager asked every time, and the no-op PUT).
 
 Run as root: `python -m bench --only api_latency [--quick]`.
 """
@@ -33,8 +36,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from swarmwarden.adapters.operations import Operations, OperationStatus
+from swarmwarden.api import usecases
 
 from bench.common import REPO, Options, Report, commit, machine, new_figure, now_iso, save_figure, write_json
 from localcloud import apiclient
@@ -127,12 +132,18 @@ def _key() -> str:
 
 
 # ---------------------------------------------------------------------------------------- the mixes
-def gets(client: Client, count: int) -> None:
+def gets(client: Client, count: int, mix: str = "status") -> None:
     deadline = time.monotonic() + MIX_BUDGET_SECONDS
     for _ in range(count):
         if time.monotonic() > deadline:
             break
-        client.request(GET, "status")
+        client.request(GET, mix)
+
+
+def gets_asking_every_time(client: Client, count: int) -> None:
+    """GET /cluster as a first request, or one after a pause, is served: a manager asked every time."""
+    with patch.object(usecases, "SWARM_VIEW_MAX_AGE_SECONDS", 0.0):
+        gets(client, count, "status, view never reused")
 
 
 def unchanged_puts(client: Client, count: int) -> None:
@@ -255,29 +266,33 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarise(samples: list[Sample]) -> list[dict[str, Any]]:
+    """A row per route, mix and status; GET /cluster also split by whether a manager was asked (a host
+    script ran) or the function's recent view of the swarm answered."""
     groups: dict[tuple[str, str, int], list[Sample]] = {}
     for sample in samples:
         groups.setdefault((sample.route, sample.mix, sample.status), []).append(sample)
-    rows = []
-    for (route, mix, status), group in groups.items():
-        seconds = [s.seconds for s in group]
-        handler = [s.handler_seconds for s in group if s.handler_seconds is not None]
-        rows.append(
-            {
-                "route": route,
-                "mix": mix,
-                "status": status,
-                "n": len(group),
-                "p50_ms": _ms(percentile(seconds, 50)),
-                "p95_ms": _ms(percentile(seconds, 95)),
-                "max_ms": _ms(max(seconds)),
-                "mean_ms": _ms(statistics.fmean(seconds)),
-                "handler_p50_ms": _ms(percentile(handler, 50)),
-                "outside_handler_p50_ms": _ms(percentile([s.seconds - (s.handler_seconds or 0) for s in group], 50)),
-                "host_script_p50_ms": _ms(percentile([s.script_seconds for s in group], 50)),
-            }
-        )
-    return rows
+        if sample.route == GET:
+            how = "asked a manager" if sample.script_seconds > 0 else "view reused"
+            groups.setdefault((sample.route, f"{sample.mix}: {how}", sample.status), []).append(sample)
+    return [_row(route, mix, status, group) for (route, mix, status), group in groups.items()]
+
+
+def _row(route: str, mix: str, status: int, group: list[Sample]) -> dict[str, Any]:
+    seconds = [s.seconds for s in group]
+    handler = [s.handler_seconds for s in group if s.handler_seconds is not None]
+    return {
+        "route": route,
+        "mix": mix,
+        "status": status,
+        "n": len(group),
+        "p50_ms": _ms(percentile(seconds, 50)),
+        "p95_ms": _ms(percentile(seconds, 95)),
+        "max_ms": _ms(max(seconds)),
+        "mean_ms": _ms(statistics.fmean(seconds)),
+        "handler_p50_ms": _ms(percentile(handler, 50)),
+        "outside_handler_p50_ms": _ms(percentile([s.seconds - (s.handler_seconds or 0) for s in group], 50)),
+        "host_script_p50_ms": _ms(percentile([s.script_seconds for s in group], 50)),
+    }
 
 
 def _ms(value: float | None) -> float | None:
@@ -339,6 +354,7 @@ def run(options: Options) -> Report:
             operations = Operations(cloud.client("dynamodb"), outputs["ClusterTableName"])
             mixes: list[tuple[str, Callable[[], Any]]] = [
                 ("get", lambda: gets(client, count)),
+                ("get_asking", lambda: gets_asking_every_time(client, count)),
                 ("unchanged", lambda: unchanged_puts(client, count)),
             ]
             for name, mix in mixes:
@@ -346,7 +362,8 @@ def run(options: Options) -> Report:
                 mix()
                 timings[f"{name}_s"] = round(time.monotonic() - began, 2)
             calls = PROFILED_CALLS if not options.quick else 5
-            profiles.append(profile(cloud, GET, lambda: _event(GET), calls))
+            with patch.object(usecases, "SWARM_VIEW_MAX_AGE_SECONDS", 0.0):
+                profiles.append(profile(cloud, GET, lambda: _event(GET), calls))
             current = {"managers": MANAGERS, "workers": WORKERS}
             profiles.append(profile(cloud, PUT, lambda: _event(PUT, current, _key()), calls))
             began = time.monotonic()

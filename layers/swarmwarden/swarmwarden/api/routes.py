@@ -85,8 +85,9 @@ def api() -> ClusterApi:
         Adapters(
             store=ClusterStore(aws.dynamodb(), config.table_name),
             operations=Operations(aws.dynamodb(), config.table_name),
-            # Someone waits on the answer: look for the result sooner and more often than the workflows do.
-            runner=RunCommand(aws.ssm(), first_poll_seconds=0.05, poll_seconds=0.5),
+            # Someone waits on the answer: look for the result every 0.1 s (the workflows back off to 2 s).
+            # GET /cluster reuses its view for seconds, so this stays a few calls per environment.
+            runner=RunCommand(aws.ssm(), first_poll_seconds=0.05, poll_seconds=0.1),
             workflows=Workflows(aws.stepfunctions()),
             settings=config,
         )
