@@ -41,7 +41,7 @@ format: setup
 	$(BIN)/ruff format .
 
 typecheck: setup
-	$(BIN)/mypy layers/swarmwarden/swarmwarden functions localcloud
+	$(BIN)/mypy layers/swarmwarden/swarmwarden layers/swarmwarden/slim.py functions localcloud
 
 validate: setup
 	$(BIN)/cfn-lint template.yaml

@@ -850,8 +850,13 @@ def test_layer_builds_for_the_functions_runtime_and_architecture() -> None:
     assert layer["Properties"]["ContentUri"] == "layers/swarmwarden/"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == architectures
-    assert layer["Metadata"]["BuildMethod"] == "python3.13"
     assert [layer["Metadata"]["BuildArchitecture"]] == architectures
+    # The Makefile's target pip installs for the functions' CPU (arm64 is aarch64 to pip).
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (ROOT / "layers/swarmwarden/Makefile").read_text()
+    assert "build-SwarmwardenLayer:" in makefile
+    assert architectures == ["arm64"]
+    assert "LAYER_ARCH ?= aarch64" in makefile
     assert (ROOT / "layers/swarmwarden/requirements.txt").is_file()
     assert (ROOT / "layers/swarmwarden/swarmwarden/__init__.py").is_file()
 
