@@ -43,6 +43,7 @@ WORKER_PATH = [
     "RemoveAndLaunch",
     "JoinReplacement",
     "Rebalance",
+    "RotateTokens",
     "VerifyReplacement",
     "TerminateDeadInstance",
     "RecordRepair",
@@ -50,7 +51,7 @@ WORKER_PATH = [
     "Repaired",
 ]
 # The two branches of RemoveAndLaunch, which run at the same time.
-REMOVE_BRANCH = ["IsInSwarm", "RemoveDeadNode", "RotateTokens"]
+REMOVE_BRANCH = ["IsInSwarm", "RemoveDeadNode"]
 LAUNCH_BRANCH = [
     "EnsureNetwork",
     "LaunchReplacement",
@@ -253,9 +254,9 @@ def test_a_dead_worker_is_removed_replaced_in_its_az_joined_and_recorded(stubs: 
     assert record.payload["added"]["slot"] == "worker-5"
     assert record.payload["failed"]["host"] == FAILED_WORKER
     assert record.payload["started_at"], "RepairDuration counts from the execution's start"
-    # Order of the swarm changes: the dead node goes, the tokens it could know rotate, then its replacement joins.
+    # Order of the swarm changes: the dead node goes before its replacement joins; tokens rotate after.
     actions = [a for f, a in stubs.actions() if f == "swarm"]
-    assert actions.index("remove_node") < actions.index("rotate_tokens") < actions.index("join")
+    assert actions.index("remove_node") < actions.index("join") < actions.index("rotate_tokens")
     assert not stubs.calls_to("hosts", "terminate_run")
     assert not stubs.calls_to("repair", "fail")
     # A stopped instance is ended once its replacement is in; a terminated one is skipped by the function.
@@ -302,7 +303,7 @@ def test_a_node_without_swarm_id_skips_the_removal(stubs: LambdaStubs, repair_ar
     execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-noid")
 
     assert execution.status == "SUCCEEDED", execution.describe()
-    assert branch_path(execution, REMOVE_BRANCH) == ["IsInSwarm", "RotateTokens"]
+    assert branch_path(execution, [*REMOVE_BRANCH, "NotInSwarm"]) == ["IsInSwarm", "NotInSwarm"]
     assert not stubs.calls_to("swarm", "remove_node")
     assert stubs.calls_to("swarm", "rotate_tokens"), "it may still have read a token"
 

@@ -9,12 +9,13 @@ require SW_REGION SW_TOKEN_PREFIX
 check_token_prefix
 require_manager
 
-# Rotating invalidates the old token at once; members are unaffected.
+# Rotating invalidates the old token at once; members are unaffected. The stored tokens are stale
+# now, so they are written without being read first.
 for role in worker manager; do
 	step="rotating the $role join token"
 	docker swarm join-token --rotate -q "$role" >/dev/null 2>"$work/err" ||
 		fail "cannot rotate the $role join token: $(cat "$work/err")"
 done
-sync_token worker
-sync_token manager
+sync_token worker fresh
+sync_token manager fresh
 emit '{"rotated": ["worker", "manager"]}'
