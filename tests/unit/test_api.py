@@ -585,6 +585,7 @@ def test_retried_create_with_the_same_key_answers_the_same_and_creates_once(worl
         ({"name": ""}, "name"),
         ({"image": "Not An Image"}, "image"),
         ({"image": "busybox:"}, "image"),
+        ({"image": "busybox:t\u00e9st"}, "image"),  # docker's tags are ASCII
         ({"image": "UPPER/case"}, "image"),
         ({"image": ""}, "image"),
         ({"replicas": -1}, "replicas"),
