@@ -16,12 +16,13 @@ from swarmwarden.domain.model import MAX_WORKERS_CEILING, ManagerCount, Role
 SERVICE_NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"
 # An image reference as docker parses it (distribution/reference): [registry[:port]/]path[:tag][@digest].
 # The first component is a registry only with a dot, a port, or as localhost (as docker decides).
-# A tag's \w is Go's, ASCII: spelled out, as pydantic's Rust regex compiles a Unicode \w{0,127} in ~30 ms
-# on every cold start of the API.
 _HOST = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _DOMAIN = rf"(?:(?:localhost|{_HOST}(?:\.{_HOST})+)(?::[0-9]+)?/|{_HOST}:[0-9]+/)"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-IMAGE_REFERENCE = rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?$"
+# docker's tag is [\w][\w.-]{0,127} with Go's ASCII \w. Spelled out: pydantic's Rust regex compiles a
+# Unicode \w{0,127} in ~30 ms, at every cold start of the API.
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+IMAGE_REFERENCE = rf"^{_DOMAIN}?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@sha256:[a-f0-9]{{64}})?$"
 # The node attributes docker's placement constraints know, compared with == or !=.
 CONSTRAINT = (
     r"^(?:node\.(?:id|hostname|role|platform\.os|platform\.arch|labels\.[A-Za-z0-9_.-]+)"
