@@ -3,7 +3,7 @@
     python3.13 slim.py ARTIFACTS_DIR/python
 
 Issue 7's goals are a layer under 20 MB unzipped and handlers that import in under 300 ms.
-- botocore ships a model of every AWS service (~20 MB) and the functions call five: SERVICES
+- botocore ships a model of every AWS service (~20 MB) and the functions call five: CLIENTS
   (tests/unit/test_layer.py checks it against every client the code creates). A client loads only
   its service's newest API version.
 - Lambda mounts the layer read-only, so Python cannot cache the bytecode it compiles: without .pyc
@@ -20,7 +20,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-SERVICES = frozenset({"dynamodb", "ec2", "ecs", "ssm", "stepfunctions"})
+CLIENTS = frozenset({"dynamodb", "ec2", "ecs", "ssm", "stepfunctions"})
+# Plus the X-Ray SDK's: outside Lambda (no LAMBDA_TASK_ROOT) its sampler creates an xray client at import.
+SERVICES = CLIENTS | {"xray"}
 OWN = "swarmwarden"
 # Where Lambda mounts the layer: the file names that tracebacks through the dependencies show.
 MOUNTED_AT = "/opt/python"

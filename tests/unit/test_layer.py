@@ -111,7 +111,7 @@ def _created_clients() -> tuple[set[str], list[str]]:
 def test_the_kept_service_models_are_exactly_the_clients_the_code_creates() -> None:
     literal, dynamic = _created_clients()
 
-    assert literal == slim.SERVICES
+    assert literal == slim.CLIENTS
     # The one call that takes a variable is swarmwarden.aws._client, behind the named helpers above.
     assert dynamic == ["layers/swarmwarden/swarmwarden/aws.py:22"]
 
@@ -120,14 +120,14 @@ BUILT = REPO / ".aws-sam" / "build" / "SwarmwardenLayer" / "python"
 
 
 @pytest.mark.skipif(not BUILT.is_dir(), reason="no sam build output (make test builds it first)")
-def test_the_built_layer_creates_every_client_the_functions_use() -> None:
+def test_the_built_layer_creates_every_client_the_layer_needs() -> None:
     # A fresh interpreter with only the built layer on the path (-S: not this venv's boto3). The
     # layer's pure-Python part loads on any CPU; pydantic_core, built for arm64, is not needed here.
     probe = """
 import json, sys
 import boto3, botocore
 from swarmwarden import aws
-clients = {name: getattr(aws, name)() for name in sys.argv[1:]}  # swarmwarden.aws names its helpers so
+clients = {name: boto3.client(name, config=aws.RETRY_CONFIG) for name in sys.argv[1:]}
 print(json.dumps({
     "boto3": boto3.__file__, "botocore": botocore.__file__,
     "services": sorted(c.meta.service_model.service_name for c in clients.values()),
