@@ -100,7 +100,7 @@ def test_graph_is_closed_and_reachable(name: str) -> None:
         for state_name, state in states.items():
             for target in targets(state):
                 assert target in states, f"{state_name} -> {target}: no such state"
-            assert state["Type"] in {"Task", "Pass", "Wait", "Choice", "Map", "Succeed", "Fail"}
+            assert state["Type"] in {"Task", "Pass", "Wait", "Choice", "Map", "Parallel", "Succeed", "Fail"}
             if state["Type"] not in {"Choice", "Succeed", "Fail"}:
                 assert ("Next" in state) != bool(state.get("End")), f"{state_name}: exactly one of Next/End"
         seen, todo = set(), [start]
@@ -114,9 +114,8 @@ def test_graph_is_closed_and_reachable(name: str) -> None:
     definition = load(name)
     check(definition["States"], definition["StartAt"])
     for _, state, _ in walk(definition["States"]):
-        if state["Type"] == "Map":
-            processor = state["ItemProcessor"]
-            check(processor["States"], processor["StartAt"])
+        for inner in [state["ItemProcessor"]] if state["Type"] == "Map" else state.get("Branches", []):
+            check(inner["States"], inner["StartAt"])
 
 
 @pytest.mark.parametrize("name", MACHINES)
@@ -136,11 +135,11 @@ def test_every_task_retries_and_every_top_level_step_catches(name: str) -> None:
                 assert retry["JitterStrategy"] == "FULL", state_name
                 assert set(retry["ErrorEquals"]) <= OUR_ERRORS | LAMBDA_SERVICE_ERRORS, state_name
                 assert "InvalidRequest" not in retry["ErrorEquals"], f"{state_name}: InvalidRequest is final"
-        if top and state["Type"] in {"Task", "Map"}:
+        if top and state["Type"] in {"Task", "Map", "Parallel"}:
             catches = state.get("Catch", [])
             assert [c["ErrorEquals"] for c in catches] == [["States.ALL"]], f"{state_name}: Catch States.ALL"
-        if not top and state["Type"] == "Task":
-            assert "Catch" not in state, f"{state_name}: inside a Map, the Map's Catch handles failures"
+        if not top and state["Type"] in {"Task", "Map"}:
+            assert "Catch" not in state, f"{state_name}: inside a Map or a branch, the outer state's Catch handles it"
 
 
 @pytest.mark.parametrize("name", MACHINES)
@@ -165,7 +164,7 @@ def test_every_task_calls_a_contract_action(name: str) -> None:
 
 
 def test_provision_specifics() -> None:
-    states = load("provision")["States"]
+    states = {name: state for name, state, _top in walk(load("provision")["States"])}
     # The run id that tags launched instances and the one compensation terminates are both the execution name.
     assert states["LaunchHosts"]["Parameters"]["run_id.$"] == "$$.Execution.Name"
     assert states["Compensate"]["Parameters"]["run_id.$"] == "$$.Execution.Name"
@@ -173,6 +172,9 @@ def test_provision_specifics() -> None:
     # Raft members join one at a time; workers in bounded parallel (an inline Map runs at most 40).
     assert states["JoinManagers"]["MaxConcurrency"] == 1
     assert 1 < states["JoinWorkers"]["MaxConcurrency"] <= 40
+    # ...side by side: both run under one Parallel.
+    (joins,) = [s for s in states.values() if s["Type"] == "Parallel"]
+    assert {b["StartAt"] for b in joins["Branches"]} == {"JoinManagers", "JoinWorkers"}
     for map_name in ("JoinManagers", "JoinWorkers"):
         assert states[map_name]["ResultPath"] is None, "join results are not kept: the state stays small"
         (task,) = states[map_name]["ItemProcessor"]["States"].values()

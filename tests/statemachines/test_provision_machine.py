@@ -28,8 +28,7 @@ HAPPY_PATH = [
     "CheckHostsReady",
     "AreHostsReady",
     "InitSwarm",
-    "JoinManagers",
-    "JoinWorkers",
+    "JoinNodes",
     "VerifySwarm",
     "RecordCluster",
     "ShouldReportSuccess",
@@ -95,13 +94,14 @@ def test_happy_path_without_cfn(runner: AslRunner, stubs: LambdaStubs, provision
     (init,) = stubs.calls_to("swarm", "init")
     assert init.payload["seed"] == launch["seed"]
 
-    # Every manager but the seed and every worker joined exactly once; managers before workers.
+    # Every manager but the seed and every worker joined exactly once; the managers in order.
     joins = stubs.calls_to("swarm", "join")
     joined_ids = [c.payload["host"]["instance_id"] for c in joins]
     expected_ids = [h["instance_id"] for h in (*launch["managers"], *launch["workers"])]
     assert sorted(joined_ids) == sorted(expected_ids)
     assert len(joined_ids) == len(set(joined_ids))
-    assert joined_ids[:2] == [h["instance_id"] for h in launch["managers"]]
+    manager_ids = [h["instance_id"] for h in launch["managers"]]
+    assert [i for i in joined_ids if i in manager_ids] == manager_ids
     assert launch["seed"]["instance_id"] not in joined_ids
     # Managers one at a time: each iteration ends before the next starts.
     assert map_iteration_events(execution, "JoinManagers") == ["MapIterationStarted", "MapIterationSucceeded"] * 2

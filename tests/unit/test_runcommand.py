@@ -54,6 +54,18 @@ def test_a_command_still_running_at_the_deadline_is_transient() -> None:
         RunCommand(ssm, poll_seconds=0, clock=clock, sleep=lambda _: None).run("i-1", "status", {}, 30)
 
 
+def test_results_are_polled_early_then_less_often_up_to_the_cap() -> None:
+    pauses: list[float] = []
+    ssm = FakeSsm(lambda *_: (json_line(ok=True), 0), pending_polls=12)
+    RunCommand(ssm, poll_seconds=2.0, sleep=pauses.append).run("i-1", "status", {}, 60)
+    assert len(pauses) == 13, "one InvocationDoesNotExist, then 12 InProgress answers"
+    assert pauses[0] == 0.25, "a short script is noticed within a quarter second"
+    # Each pause at most half as long again as the one before (a 1-2 s script is not noticed seconds late)...
+    assert all(b <= a * 1.5 + 1e-9 for a, b in zip(pauses, pauses[1:], strict=False))
+    # ...growing, until the cap bounds the calls a long script costs.
+    assert pauses == sorted(pauses) and pauses[-1] == 2.0
+
+
 def test_against_moto_the_command_is_recorded_with_our_text_and_no_token(mocked_aws) -> None:
     ec2 = boto3.client("ec2")
     image = boto3.client("ssm").get_parameter(

@@ -37,6 +37,11 @@ def parse_last_line(stdout: str) -> dict[str, Any]:
     return payload
 
 
+# Each pause is this much longer than the one before. Gentle: a result is noticed soon after the script
+# ends (doubling left up to 2 s between a 1-2 s script's end and its poll), and few calls are made.
+_POLL_GROWTH = 1.5
+
+
 class RunCommand:
     """Runs one script on one instance and returns its JSON result."""
 
@@ -99,7 +104,7 @@ class RunCommand:
                 if status not in _RUNNING:
                     return invocation
             self._sleep(pause)
-            pause = min(pause * 2, self._poll_seconds)
+            pause = min(pause * _POLL_GROWTH, self._poll_seconds)
         raise TransientError(f"{script} on {instance_id} still {status} after {budget_seconds:.0f} s")
 
     @staticmethod
