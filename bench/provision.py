@@ -1,4 +1,5 @@
-"""Provisioning 3 managers + 2 workers: the real workflow against a floor with no workflow at all.
+"""Provisioning N = 3, 5, 10 and 20 hosts (3 managers, N - 3 workers): the real workflow against a floor
+with no workflow at all, at each size.
 
 Both arms run in one process, alternating (W F, F W, W F, ...) so drift on a noisy machine hits both.
 
@@ -7,10 +8,11 @@ Both arms run in one process, alternating (W F, F W, W F, ...) so drift on a noi
   in moto's ASL engine, the real handlers, Run Command on real hosts, and the report back. `down()`
   (the teardown workflow) is timed separately. The execution history gives the time per state; the
   hosts' boots and every host script run are timed too, to split each state into work and waiting.
-- **floor** (prefix `swbf`): the same 5 hosts (dockerd + image import, as the local cloud boots
+- **floor** (prefix `swbf`): the same N hosts (dockerd + image import, as the local cloud boots
   them) started in parallel, then plain `docker swarm init` on one, `docker swarm join` of the
-  other managers one at a time (as the workflow does, for Raft) and of the workers in parallel,
-  until `docker node ls` shows every node Ready. No workflow, no moto, no Lambda, no AWS CLI.
+  other managers one at a time (as the workflow does, for Raft) while the workers join in parallel
+  (as the workflow does too), until `docker node ls` shows every node Ready. No workflow, no moto,
+  no Lambda, no AWS CLI.
 
 Run as root: `python -m bench --only provision [--quick]`.
 """
@@ -35,8 +37,10 @@ from bench.common import (
     commit,
     machine,
     median,
+    new_figure,
     now_iso,
     ratio,
+    save_figure,
     seconds,
     timed,
     wait_for,
@@ -49,7 +53,12 @@ from localcloud.runscript import ScriptResult
 from localcloud.timeline import history
 
 NAME = "provision"
-MANAGERS, WORKERS = 3, 2
+MANAGERS = 3
+# Cluster sizes (hosts); the goals: at most 1.5x the floor at GOAL_SIZE, T(20) / T(GOAL_SIZE) at most 2.
+SIZES = (3, 5, 10, 20)
+GOAL_SIZE = 5
+# Repetitions per arm at each size (full run): the goal's size gets the most.
+REPETITIONS = {3: 3, 5: 5, 10: 3, 20: 3}
 WORKFLOW_PREFIX, FLOOR_PREFIX = "swbw", "swbf"
 # Other runs on this machine use the template's 10.42.0.0/16 and more; a bridge refuses an overlapping
 # CIDR, so each arm takes the first candidate nothing routes yet.
@@ -70,12 +79,11 @@ PHASES = {
 }
 START_PHASE = "custom resource -> execution"
 # States whose work is host scripts run through SSM Run Command.
-RUN_COMMAND_STATES = ("InitSwarm", "JoinManagers", "JoinWorkers", "VerifySwarm")
+RUN_COMMAND_STATES = ("InitSwarm", "JoinNodes", "VerifySwarm")
 # The floor's step that does the same swarm work as each Run Command state.
 FLOOR_EQUIVALENT = {
     "InitSwarm": "init",
-    "JoinManagers": "join managers (one at a time)",
-    "JoinWorkers": "join workers (parallel)",
+    "JoinNodes": "join managers (one at a time) and workers (parallel)",
     "VerifySwarm": "all nodes Ready",
 }
 # A script names itself in `SCRIPT="..."` and in its header comment (`# init: ...`).
@@ -210,7 +218,7 @@ def free_cidr(candidates: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
     raise RuntimeError(f"every candidate CIDR is routed already: {[str(c) for c in candidates]}")
 
 
-def workflow_once(managers: int = MANAGERS, workers: int = WORKERS) -> dict[str, Any]:
+def workflow_once(managers: int, workers: int) -> dict[str, Any]:
     sample: dict[str, Any] = {"ok": False}
     vpc = free_cidr(WORKFLOW_VPCS)
     sample["vpc_cidr"] = str(vpc)
@@ -280,7 +288,7 @@ def _join(host: Host, token: str, via: Host) -> None:
     )  # fmt: skip
 
 
-def floor_once(rootfs: Path, managers: int = MANAGERS, workers: int = WORKERS) -> dict[str, Any]:
+def floor_once(rootfs: Path, managers: int, workers: int) -> dict[str, Any]:
     sample: dict[str, Any] = {"ok": False, "phases_s": {}}
     phases: dict[str, float] = sample["phases_s"]
     try:
@@ -312,11 +320,12 @@ def floor_once(rootfs: Path, managers: int = MANAGERS, workers: int = WORKERS) -
                 )  # fmt: skip
                 manager_token = seed.docker("swarm", "join-token", "-q", "manager").stdout.strip()
                 worker_token = seed.docker("swarm", "join-token", "-q", "worker").stdout.strip()
-            with timed(phases, "join managers (one at a time)"):
+            with timed(phases, "join managers (one at a time) and workers (parallel)"):
+                worker_joins = [pool.submit(_join, h, worker_token, seed) for h in joiners]
                 for host in others:
                     _join(host, manager_token, seed)
-            with timed(phases, "join workers (parallel)"):
-                list(pool.map(lambda h: _join(h, worker_token, seed), joiners))
+                for join in worker_joins:
+                    join.result()
             with timed(phases, "all nodes Ready"):
                 wait_for("every node Ready", lambda: _ready_nodes(seed) == len(hosts), FLOOR_STEP_TIMEOUT)
         sample["total_s"] = round(time.monotonic() - started, 4)
@@ -387,24 +396,36 @@ def summarise(workflow: list[dict[str, Any]], floor: list[dict[str, Any]]) -> di
     }
 
 
-def report(summary: dict[str, Any], repetitions: int, path: Path) -> Report:
-    m = summary
-    table = [["", "median"]]
-    table.append(
-        [f"workflow: up() {MANAGERS}+{WORKERS} (Create -> CloudFormation response)", seconds(m["workflow_up_s"])]
-    )
-    table.append(["floor: start + init + joins, plain docker", seconds(m["floor_s"])])
-    table.append(
-        [
-            "ratio workflow / floor",
-            "-" if m["ratio_workflow_over_floor"] is None else f"{m['ratio_workflow_over_floor']:.2f}x",
-        ]
-    )
-    table.append(["gap (workflow - floor)", seconds(m["gap_s"])])
+def scaling(by_size: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """T(N) / T(GOAL_SIZE) for each arm: near 1 when launches and joins run in parallel, N / GOAL_SIZE if one by one."""
+    base = by_size.get(GOAL_SIZE, {})
+    return {
+        arm: {str(n): ratio(by_size[n][key], base.get(key)) for n in sorted(by_size)}
+        for arm, key in (("workflow", "workflow_up_s"), ("floor", "floor_s"))
+    }
+
+
+def report(by_size: dict[int, dict[str, Any]], growth: dict[str, Any], path: Path) -> Report:
+    table = [["hosts (managers + workers)", "workflow up()", "floor", "ratio", "gap", "T(N)/T(5) workflow", "floor"]]
+    for n, m in sorted(by_size.items()):
+        table.append(
+            [
+                f"{n} ({MANAGERS} + {n - MANAGERS})",
+                seconds(m["workflow_up_s"]),
+                seconds(m["floor_s"]),
+                "-" if m["ratio_workflow_over_floor"] is None else f"{m['ratio_workflow_over_floor']:.2f}x",
+                seconds(m["gap_s"]),
+                _times(growth["workflow"][str(n)]),
+                _times(growth["floor"][str(n)]),
+            ]
+        )
+    m = by_size.get(GOAL_SIZE) or next(iter(by_size.values()))
+    blank = [""] * (len(table[0]) - 2)
+    table.append([f"at {GOAL_SIZE} hosts: gap (workflow - floor)", seconds(m["gap_s"]), *blank])
     for part, value in m["gap_breakdown_s"].items():
-        table.append([f"  {part}", seconds(value)])
-    table.append(["workflow: down() (teardown workflow)", seconds(m["workflow_down_s"])])
-    table.append(["workflow: phases", ""])
+        table.append([f"  {part}", seconds(value), *blank])
+    table.append(["  workflow down() (teardown workflow)", seconds(m["workflow_down_s"]), *blank])
+    table.append(["  workflow phases", "", *blank])
     for phase, value in m["workflow_phases_s"].items():
         extra = ""
         if phase in m["run_command_states"] and m["run_command_states"][phase]["duration_s"] is not None:
@@ -412,66 +433,105 @@ def report(summary: dict[str, Any], repetitions: int, path: Path) -> Report:
             extra = f" (scripts {rc['script_time_s']:.2f}, waiting {rc['waiting_s']:.2f})"
         if phase == "wait loop":
             extra = f" ({m['wait_rounds']:.0f} rounds; hosts ready {m['hosts_ready_after_s'] or 0:.2f} s after Create, init {m['readiness_lag_s'] or 0:.2f} s later)"
-        table.append([f"  {phase}{extra}", seconds(value)])
-    table.append(["floor: phases", ""])
+        table.append([f"    {phase}{extra}", seconds(value), *blank])
+    table.append(["  floor phases", "", *blank])
     for phase, value in m["floor_phases_s"].items():
-        table.append([f"  {phase}", seconds(value)])
+        table.append([f"    {phase}", seconds(value), *blank])
     notes = [
-        f"{m['samples']['workflow']} workflow and {m['samples']['floor']} floor samples ({repetitions} requested each, alternating)"
-        + (f"; FAILED: {m['failures']}" if any(m["failures"].values()) else ""),
-        f"PollIntervalSeconds={LOCAL_PARAMETERS['PollIntervalSeconds']} (local cloud); Run Command results are polled from 0.25 s, backing off to 2 s.",
+        "samples per size (workflow/floor): "
+        + ", ".join(f"{n}: {v['samples']['workflow']}/{v['samples']['floor']}" for n, v in sorted(by_size.items()))
+        + (
+            "; FAILED: " + str({n: v["failures"] for n, v in by_size.items() if any(v["failures"].values())})
+            if any(any(v["failures"].values()) for v in by_size.values())
+            else ""
+        ),
+        f"PollIntervalSeconds={LOCAL_PARAMETERS['PollIntervalSeconds']} (local cloud); Run Command results are polled from 0.25 s, each pause 1.5x the last, up to 2 s.",
     ]
-    return Report(NAME, f"Provision {MANAGERS} managers + {WORKERS} workers", table, notes, path)
+    return Report(NAME, f"Provision {', '.join(map(str, SIZES))} hosts ({MANAGERS} managers)", table, notes, path)
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def plot(
+    options: Options, samples: dict[int, dict[str, list[dict[str, Any]]]], by_size: dict[int, dict[str, Any]]
+) -> Path:
+    figure, axes = new_figure()
+    for arm, key, marker in (("workflow", "up_s", "o"), ("floor", "total_s", "s")):
+        xs = [n for n in sorted(samples) for s in samples[n][arm] if s.get("ok")]
+        ys = [s[key] for n in sorted(samples) for s in samples[n][arm] if s.get("ok")]
+        axes.scatter(xs, ys, marker=marker, alpha=0.35)
+        medians = [by_size[n]["workflow_up_s" if arm == "workflow" else "floor_s"] for n in sorted(by_size)]
+        axes.plot(sorted(by_size), medians, marker=marker, label=f"{arm} (median)")
+    axes.set_xlabel("hosts (3 managers + workers)")
+    axes.set_ylabel("seconds to a Ready swarm")
+    axes.set_xticks(list(SIZES))
+    axes.set_ylim(bottom=0)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    axes.set_title("Provisioning time against cluster size (local cloud)")
+    return save_figure(options, NAME, figure)
 
 
 def run(options: Options) -> Report:
-    repetitions = options.repetitions(5)
-    workflow: list[dict[str, Any]] = []
-    floor: list[dict[str, Any]] = []
+    samples: dict[int, dict[str, list[dict[str, Any]]]] = {n: {"workflow": [], "floor": []} for n in SIZES}
     info = {"date": now_iso(), **commit(), "machine": machine()}
     with prefix_lock(WORKFLOW_PREFIX), prefix_lock(FLOOR_PREFIX), tempfile.TemporaryDirectory() as tmp:
         rootfs = build_rootfs(Path(tmp) / "busybox-rootfs.tar")
-        for rep in range(repetitions):
-            order = ["workflow", "floor"] if rep % 2 == 0 else ["floor", "workflow"]
-            for arm in order:
-                began = time.monotonic()
-                if arm == "workflow":
-                    sample = workflow_once()
-                    workflow.append({"rep": rep, **sample})
-                    figure = sample.get("up_s")
-                else:
-                    sample = floor_once(rootfs)
-                    floor.append({"rep": rep, **sample})
-                    figure = sample.get("total_s")
-                status = (
-                    f"{figure:.2f} s" if sample.get("ok") and figure is not None else f"failed: {sample.get('error')}"
-                )
-                print(
-                    f"[provision] rep {rep + 1}/{repetitions} {arm}: {status} (arm took {time.monotonic() - began:.0f} s)",
-                    flush=True,
-                )
+        for n in SIZES:
+            repetitions = options.repetitions(REPETITIONS[n])
+            for rep in range(repetitions):
+                for arm in ["workflow", "floor"] if rep % 2 == 0 else ["floor", "workflow"]:
+                    began = time.monotonic()
+                    if arm == "workflow":
+                        sample = workflow_once(MANAGERS, n - MANAGERS)
+                        figure = sample.get("up_s")
+                    else:
+                        sample = floor_once(rootfs, MANAGERS, n - MANAGERS)
+                        figure = sample.get("total_s")
+                    samples[n][arm].append({"rep": rep, **sample})
+                    status = (
+                        f"{figure:.2f} s"
+                        if sample.get("ok") and figure is not None
+                        else f"failed: {sample.get('error')}"
+                    )
+                    print(
+                        f"[provision] {n} hosts, rep {rep + 1}/{repetitions} {arm}: {status} "
+                        f"(arm took {time.monotonic() - began:.0f} s)",
+                        flush=True,
+                    )
         left = leftovers(WORKFLOW_PREFIX) + leftovers(FLOOR_PREFIX)
-    summary = summarise(workflow, floor)
+    by_size = {n: summarise(v["workflow"], v["floor"]) for n, v in samples.items()}
+    growth = scaling(by_size)
     data = {
         "benchmark": NAME,
         **info,
         "config": {
+            "sizes": list(SIZES),
             "managers": MANAGERS,
-            "workers": WORKERS,
-            "repetitions": repetitions,
-            "order": "alternating: W F, F W, ...",
+            "repetitions": {str(n): options.repetitions(REPETITIONS[n]) for n in SIZES},
+            "order": "per size, alternating: W F, F W, ...",
             "local_parameters": LOCAL_PARAMETERS,
             "floor": "hosts started in parallel (dockerd + image import), then plain `docker swarm init` on one, "
-            "`docker swarm join` of the other managers one at a time and of the workers in parallel, "
+            "`docker swarm join` of the other managers one at a time while the workers join in parallel, "
             "until `docker node ls` shows every node Ready; tokens read with `docker swarm join-token -q`",
         },
-        "summary": summary,
+        "goals": {
+            f"ratio at {GOAL_SIZE} hosts": {"goal": 1.5, "measured": by_size[GOAL_SIZE]["ratio_workflow_over_floor"]},
+            f"T(20) / T({GOAL_SIZE}) workflow": {"goal": 2.0, "measured": growth["workflow"].get("20")},
+        },
+        "summary": {str(n): v for n, v in by_size.items()},
+        "scaling": growth,
         "leftovers": left,
-        "samples": {"workflow": workflow, "floor": floor},
+        "samples": {str(n): v for n, v in samples.items()},
     }
     path = write_json(options, NAME, data)
-    result = report(summary, repetitions, path)
-    if summary["samples"]["workflow"] == 0 or summary["samples"]["floor"] == 0:
+    plot(options, samples, by_size)
+    result = report(by_size, growth, path)
+    if any(v["samples"]["workflow"] == 0 or v["samples"]["floor"] == 0 for v in by_size.values()):
         print(result.render())
-        raise RuntimeError(f"no successful sample of an arm: {summary['failures']}")
+        raise RuntimeError(
+            f"a size without a successful sample of an arm: { {n: v['failures'] for n, v in by_size.items()} }"
+        )
     return result
