@@ -1,5 +1,7 @@
 """Run Command: send, poll through InvocationDoesNotExist, and turn results into values or errors."""
 
+import itertools
+
 import boto3
 import pytest
 from swarmwarden.adapters.runcommand import RunCommand, SecretInOutput
@@ -61,9 +63,10 @@ def test_results_are_polled_early_then_less_often_up_to_the_cap() -> None:
     assert len(pauses) == 13, "one InvocationDoesNotExist, then 12 InProgress answers"
     assert pauses[0] == 0.25, "a short script is noticed within a quarter second"
     # Each pause at most half as long again as the one before (a 1-2 s script is not noticed seconds late)...
-    assert all(b <= a * 1.5 + 1e-9 for a, b in zip(pauses, pauses[1:], strict=False))
+    assert all(b <= a * 1.5 + 1e-9 for a, b in itertools.pairwise(pauses))
     # ...growing, until the cap bounds the calls a long script costs.
-    assert pauses == sorted(pauses) and pauses[-1] == 2.0
+    assert pauses == sorted(pauses)
+    assert pauses[-1] == 2.0
 
 
 def test_against_moto_the_command_is_recorded_with_our_text_and_no_token(mocked_aws) -> None:
