@@ -137,6 +137,19 @@ def test_rotate_tokens_again_keeps_parameters_equal_to_the_live_tokens(swarm: Sw
     assert sorted(n["id"] for n in swarm.status()["nodes"]) == members
 
 
+def test_a_token_that_cannot_be_stored_fails_the_rotation_with_that_roles_error(swarm: Swarm) -> None:
+    leader = swarm.managers[0]
+    # "/aws/..." names are reserved: Parameter Store refuses both writes, which run side by side.
+    refused = swarm.run(leader, "rotate-tokens", SW_TOKEN_PREFIX="/aws/swarmwarden-refused")
+    try:
+        assert not refused.ok
+        assert refused.output is not None, refused.stdout
+        assert refused.output["error"].startswith("rotate-tokens: cannot store /aws/swarmwarden-refused/")
+        assert TOKEN_MARKER not in refused.stdout + refused.stderr
+    finally:
+        swarm.ok(leader, "rotate-tokens")  # the stored tokens are stale now: store the live ones again
+
+
 def test_leave_twice_then_remove_the_node(swarm: Swarm) -> None:
     host = swarm.cloud.new_host()
     swarm.join(host, "worker")

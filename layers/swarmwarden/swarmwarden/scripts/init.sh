@@ -26,8 +26,7 @@ case "$state" in
 esac
 
 freshness=$([ "$created" = true ] && echo fresh || echo known)
-sync_token worker "$freshness"
-sync_token manager "$freshness"
+sync_tokens "$freshness"
 
 step="reading the swarm identity"
 swarm_id=$(docker info --format '{{.Swarm.Cluster.ID}}')

@@ -16,6 +16,5 @@ for role in worker manager; do
 	docker swarm join-token --rotate -q "$role" >/dev/null 2>"$work/err" ||
 		fail "cannot rotate the $role join token: $(cat "$work/err")"
 done
-sync_token worker fresh
-sync_token manager fresh
+sync_tokens fresh
 emit '{"rotated": ["worker", "manager"]}'

@@ -108,3 +108,28 @@ sync_token() {
 	token=""
 	current=""
 }
+
+# sync_token for both roles at once, each in a scratch directory of its own: an AWS CLI call takes
+# the better part of a second, and the two do not depend on each other. A failed role's own error
+# line becomes the script's result.
+sync_tokens() {
+	running=""
+	for role in worker manager; do
+		mkdir "$work/$role"
+		# shellcheck disable=SC2030 # the subshell's own scratch directory, on purpose
+		(
+			work="$work/$role"
+			sync_token "$role" "$1"
+		) >"$work/$role/out" 2>&1 &
+		running="$running $role:$!"
+	done
+	for job in $running; do
+		role=${job%%:*}
+		if ! wait "${job#*:}"; then
+			finished=1
+			# shellcheck disable=SC2031 # the parent's $work, which holds the subshell's directory
+			tail -n 1 "$work/$role/out"
+			exit 1
+		fi
+	done
+}
