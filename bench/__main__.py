@@ -29,6 +29,12 @@ def benchmark_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name not in NOT_BENCHMARKS)
 
 
+def in_run_order(names: list[str]) -> list[str]:
+    """A module that reads others' results names them in `READS`; those run first when chosen too."""
+    reads = {name: getattr(importlib.import_module(f"bench.{name}"), "READS", ()) for name in names}
+    return sorted(names, key=lambda name: (any(r in names for r in reads[name]), name))
+
+
 def main(argv: list[str] | None = None) -> int:
     # Powertools warns on every invoke of a handler that emits no metrics; it would bury the tables.
     warnings.filterwarnings("ignore", "No application metrics to publish")
@@ -42,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     reports: list[Report] = []
     failed: list[str] = []
     started = time.monotonic()
-    for name in args.only or names:
+    for name in in_run_order(args.only or names):
         module = importlib.import_module(f"bench.{name}")
         run = cast(Callable[[Options], Report], getattr(module, "run", None))
         if run is None:

@@ -1,5 +1,6 @@
 """A repair's milestones, read back from its execution history: when it started (the failure was
-detected), and when the dead node was removed, the replacement launched, joined and recorded.
+detected), and when the dead node was removed, the replacement launched, ready (running, agents
+registered), joined and recorded.
 
 The demo prints them; the repair benchmark splits its MTTR with them.
 """
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # the CLI imports this module; only the process that owns a c
 MILESTONES = {
     "removed": "RemoveDeadNode",
     "replacement launched": "LaunchReplacement",
+    "replacement ready": "CheckReplacementReady",
     "joined": "JoinReplacement",
     "recorded": "RecordRepair",
 }

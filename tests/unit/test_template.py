@@ -342,8 +342,8 @@ def test_default_address_pool_lies_outside_the_default_vpc() -> None:
 
 def test_poll_defaults_match_the_model() -> None:
     parameters = template()["Parameters"]
-    assert int(parameters["PollIntervalSeconds"]["Default"]) == Poll().interval_seconds == 15
-    assert int(parameters["PollMaxAttempts"]["Default"]) == Poll().max_attempts == 40
+    assert int(parameters["PollIntervalSeconds"]["Default"]) == Poll().interval_seconds == 5
+    assert int(parameters["PollMaxAttempts"]["Default"]) == Poll().max_attempts == 120
 
 
 def _rules_pass(params: dict[str, str]) -> bool:
@@ -488,8 +488,8 @@ def test_functions_get_the_settings_they_need() -> None:
     assert hosts["MANAGER_INSTANCE_PROFILE_ARN"] == arn_of("ManagerInstanceProfile")
     assert hosts["WORKER_INSTANCE_PROFILE_ARN"] == arn_of("WorkerInstanceProfile")
     custom = _environment("CustomResourceFunction")
-    assert custom["POLL_INTERVAL_SECONDS"] == "15"
-    assert custom["POLL_MAX_ATTEMPTS"] == "40"
+    assert custom["POLL_INTERVAL_SECONDS"] == "5"
+    assert custom["POLL_MAX_ATTEMPTS"] == "120"
     swarm = Settings.model_validate(_environment("SwarmFunction"))
     # The function waits for one command: its run time plus a minute for delivery, with room to spare.
     assert props("SwarmFunction")["Timeout"] >= max(300, swarm.command_timeout_seconds + 60)
@@ -635,7 +635,7 @@ def test_api_function_settings() -> None:
     assert settings.max_workers == 20  # MaxWorkers' default
     assert settings.resolve_image == "always"
     assert settings.idempotency_table_name == "IdempotencyTable"
-    assert (settings.poll_interval_seconds, settings.poll_max_attempts) == (15, 40)
+    assert (settings.poll_interval_seconds, settings.poll_max_attempts) == (5, 120)
     # API Gateway's integration timeout is 30 s: the function must answer before it.
     assert props("ApiFunction")["Timeout"] < 30
 

@@ -22,8 +22,8 @@ class Settings(BaseModel):
     worker_instance_profile_arn: str = Field(default="", alias="WORKER_INSTANCE_PROFILE_ARN")
     provision_state_machine_arn: str = Field(default="", alias="PROVISION_STATE_MACHINE_ARN")
     teardown_state_machine_arn: str = Field(default="", alias="TEARDOWN_STATE_MACHINE_ARN")
-    poll_interval_seconds: int = Field(default=15, alias="POLL_INTERVAL_SECONDS")
-    poll_max_attempts: int = Field(default=40, alias="POLL_MAX_ATTEMPTS")
+    poll_interval_seconds: int = Field(default=5, alias="POLL_INTERVAL_SECONDS")
+    poll_max_attempts: int = Field(default=120, alias="POLL_MAX_ATTEMPTS")
     command_timeout_seconds: int = Field(default=120, alias="COMMAND_TIMEOUT_SECONDS")
     # Reconcile's: how long a tagged instance may run without joining before it counts as broken.
     never_joined_grace_minutes: int = Field(default=10, ge=1, le=1440, alias="NEVER_JOINED_GRACE_MINUTES")

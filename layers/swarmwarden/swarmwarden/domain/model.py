@@ -59,8 +59,8 @@ class ClusterSpec(Contract):
 class Poll(Contract):
     """How a workflow's Wait -> check -> Choice loop polls: realistic on AWS, short in the local cloud."""
 
-    interval_seconds: int = Field(default=15, ge=1, le=3600)
-    max_attempts: int = Field(default=40, ge=1, le=1000)
+    interval_seconds: int = Field(default=5, ge=1, le=3600)
+    max_attempts: int = Field(default=120, ge=1, le=1000)
 
 
 class Subnet(Contract):
