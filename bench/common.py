@@ -182,11 +182,11 @@ def save_figure(options: Options, name: str, figure: Any) -> Path:
     return path
 
 
-def new_figure(width: float = 7.0, height: float = 4.0) -> tuple[Any, Any]:
-    """A figure and its axes on the non-interactive backend (benchmarks run headless)."""
+def new_figure(width: float = 7.0, height: float = 4.0, columns: int = 1) -> tuple[Any, Any]:
+    """A figure and its axes (one per column) on the non-interactive backend (benchmarks run headless)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(width, height))
+    return plt.subplots(1, columns, figsize=(width, height))

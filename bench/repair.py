@@ -29,7 +29,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.common import Options, Report, commit, machine, median, now_iso, ratio, seconds, wait_for, write_json
+from bench.common import (
+    Options,
+    Report,
+    commit,
+    machine,
+    median,
+    new_figure,
+    now_iso,
+    ratio,
+    save_figure,
+    seconds,
+    wait_for,
+    write_json,
+)
 from bench.provision import ADDR_POOL, ADDR_POOL_MASK, FLOOR_CIDRS, WORKFLOW_VPCS, _join, free_cidr
 from localcloud.cloud import LOCAL_PARAMETERS, CloudConfig, LocalCloud
 from localcloud.hosts import Host, HostNetwork, cleanup_all, leftovers, prefix_lock
@@ -62,6 +75,23 @@ def _node_view(host: Host) -> tuple[dict[str, str], set[str]] | None:
     states = {row[0]: row[1] for row in rows if row}
     running = {line.split()[0] for line in tasks.stdout.splitlines() if " Running " in f" {line} "}
     return states, running
+
+
+def _seen(hosts: list[Host]) -> str:
+    """The first answering host's view, for a timeout's message: which nodes in which state, where tasks run."""
+    for host in hosts:
+        view = _node_view(host)
+        if view is not None:
+            states, running = view
+            return f"nodes {states}, tasks running on {sorted(running)}"
+    return "no host answered"
+
+
+def _until_whole(hosts: Callable[[], list[Host]], dead: str, new: Callable[[], str | None]) -> None:
+    try:
+        wait_for("whole again", lambda: _whole(hosts(), dead, new), MTTR_TIMEOUT, POLL)
+    except TimeoutError as error:
+        raise TimeoutError(f"{error}; {_seen(hosts())}") from None
 
 
 def _whole(hosts: list[Host], dead: str, new: Callable[[], str | None]) -> bool:
@@ -130,7 +160,7 @@ class WorkflowArm:
         dead = self.cloud.hosts[victim.instance_id].hostname
         killed = time.time()
         self.cloud.kill(victim.instance_id)
-        wait_for("whole again", lambda: _whole(self._hosts(), dead, new_host), MTTR_TIMEOUT, POLL)
+        _until_whole(self._hosts, dead, new_host)
         whole = time.time()
         sample: dict[str, Any] = {"role": role, "victim": victim.instance_id, "mttr_s": round(whole - killed, 4)}
         execution = next(e for e in self.cloud.executions() if e["name"].endswith(victim.instance_id))
@@ -222,9 +252,7 @@ class FloorArm:
         _join(host, self._token(role), via)
         group.append(host)
         via.docker("service", "update", "--force", "--detach", SERVICE)
-        wait_for(
-            "whole again", lambda: _whole(self.managers, victim.hostname, lambda: host.hostname), MTTR_TIMEOUT, POLL
-        )
+        _until_whole(lambda: self.managers, victim.hostname, lambda: host.hostname)
         victim.destroy()
         return {"role": role, "mttr_s": round(time.time() - killed, 4)}
 
@@ -287,6 +315,40 @@ def report(summary: dict[str, Any], kills: int, path: Path) -> Report:
     return Report(NAME, f"Repair MTTR, {MANAGERS} managers + {WORKERS} workers", table, notes, path)
 
 
+def plot(options: Options, summary: dict[str, Any]) -> Path:
+    """Each kill's MTTR per role and arm, and the workflow's median milestones."""
+    figure, (left, right) = new_figure(11, 4, columns=2)
+    roles = [("worker", "worker"), ("manager", "leader")]
+    for offset, arm in enumerate(("workflow", "floor")):
+        for x, (role, _label) in enumerate(roles):
+            values = summary[role]["samples"][arm]
+            left.scatter(
+                [x + offset * 0.3] * len(values), values, alpha=0.6, color=f"C{offset}", label=arm if x == 0 else None
+            )
+    left.set_xticks([0.15, 1.15], [label for _role, label in roles])
+    left.set_ylabel("seconds from the kill until whole again")
+    left.set_ylim(bottom=0)
+    left.grid(axis="y", alpha=0.3)
+    left.legend()
+    left.set_title("MTTR per kill")
+    for x, (role, _label) in enumerate(roles):
+        marks = sorted(((v, k) for k, v in summary[role]["workflow_milestones_s"].items() if v is not None))
+        whole = summary[role]["workflow_mttr_s"]
+        if whole is not None:
+            right.hlines(x, 0, whole, color="lightgray", linewidth=6)
+            right.plot([whole], [x], marker="o", color="black")
+        for i, (value, name) in enumerate(marks):
+            right.plot([value], [x], marker="|", markersize=18, color=f"C{i}")
+            right.annotate(
+                name, (value, x), textcoords="offset points", xytext=(2, 10 + 9 * (i % 2)), fontsize=7, rotation=25
+            )
+    right.set_yticks([0, 1], [label for _role, label in roles])
+    right.set_xlabel("seconds after the kill (workflow medians; dot: whole again)")
+    right.set_ylim(-0.5, 1.8)
+    right.set_title("Where a repair's time goes")
+    return save_figure(options, NAME, figure)
+
+
 def _measure(arm: WorkflowArm | FloorArm, role: str, into: list[dict[str, Any]], label: str, rep: int) -> None:
     began = time.monotonic()
     try:
@@ -344,6 +406,7 @@ def run(options: Options) -> Report:
         "samples": {"workflow": workflow, "floor": floor},
     }
     path = write_json(options, NAME, data)
+    plot(options, summary)
     result = report(summary, kills, path)
     if not any(s.get("ok") for s in workflow) or not any(s.get("ok") for s in floor):
         print(result.render())
