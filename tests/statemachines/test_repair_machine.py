@@ -40,7 +40,9 @@ WORKER_PATH = [
     "ShouldRepair",
     "AcquireLock",
     "Claim",
-    "RemoveAndLaunch",
+    "EnsureNetwork",
+    "LaunchReplacement",
+    "RemoveAndWait",
     "JoinReplacement",
     "Rebalance",
     "RotateTokens",
@@ -50,11 +52,9 @@ WORKER_PATH = [
     "ReleaseLock",
     "Repaired",
 ]
-# The two branches of RemoveAndLaunch, which run at the same time.
+# The two branches of RemoveAndWait, which run at the same time.
 REMOVE_BRANCH = ["IsInSwarm", "RemoveDeadNode"]
-LAUNCH_BRANCH = [
-    "EnsureNetwork",
-    "LaunchReplacement",
+WAIT_BRANCH = [
     "StartReadinessWait",
     "WaitForReplacement",
     "CheckReplacementReady",
@@ -128,11 +128,7 @@ def stub_repair_happy(stubs: LambdaStubs, failed: dict[str, str]) -> dict[str, s
     stubs.on(
         "repair",
         "classify",
-        {
-            "failed": {"host": failed, "node_id": f"node-{failed['slot']}"},
-            "candidates": MANAGERS,
-            "instance_gone": True,
-        },
+        {"failed": {"host": failed, "node_id": f"node-{failed['slot']}"}, "candidates": MANAGERS},
     )
     stubs.on(
         "swarm",
@@ -180,6 +176,7 @@ def claimed(failed: dict[str, str], slot: str, az: str | None = None) -> dict[st
         "placement": {"slot": slot, "role": failed["role"], "az": az or failed["az"]},
         "refused_azs": [],
         "swarm": SWARM_REF,
+        "instance_gone": True,
     }
 
 
@@ -231,7 +228,7 @@ def test_a_dead_worker_is_removed_replaced_in_its_az_joined_and_recorded(stubs: 
     assert execution.status == "SUCCEEDED", execution.describe()
     assert top_path(execution) == WORKER_PATH
     assert branch_path(execution, REMOVE_BRANCH) == REMOVE_BRANCH
-    assert branch_path(execution, LAUNCH_BRANCH) == LAUNCH_BRANCH
+    assert branch_path(execution, WAIT_BRANCH) == WAIT_BRANCH
     (lock,) = stubs.calls_to("cluster_state", "acquire_lock")
     assert lock.payload | {"spec": None} == {
         "action": "acquire_lock",
@@ -297,7 +294,7 @@ def test_a_node_without_swarm_id_skips_the_removal(stubs: LambdaStubs, repair_ar
     stubs.on(
         "repair",
         "classify",
-        {"failed": {"host": FAILED_WORKER, "node_id": ""}, "candidates": MANAGERS, "instance_gone": True},
+        {"failed": {"host": FAILED_WORKER, "node_id": ""}, "candidates": MANAGERS},
     )
 
     execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-noid")
@@ -310,11 +307,7 @@ def test_a_node_without_swarm_id_skips_the_removal(stubs: LambdaStubs, repair_ar
 
 def test_a_dead_daemon_on_a_running_instance_is_removed_only_once_down(stubs: LambdaStubs, repair_arn: str) -> None:
     stub_repair_happy(stubs, FAILED_WORKER)
-    stubs.on(
-        "repair",
-        "classify",
-        {"failed": {"host": FAILED_WORKER, "node_id": "node-worker-1"}, "candidates": MANAGERS, "instance_gone": False},
-    )
+    stubs.on("repair", "claim", lambda p: claimed(FAILED_WORKER, "worker-5") | {"instance_gone": False})
     not_down = LambdaError("ScriptFailed", "node node-worker-1 is ready, not down")
     stubs.on("swarm", "remove_node", not_down, {"node": "node-worker-1", "removed": True, "was_manager": False})
 
@@ -354,8 +347,11 @@ def test_a_failed_removal_terminates_the_replacement_launched_alongside(stubs: L
 
     assert execution.status == "FAILED", execution.describe()
     assert execution.error == "InvalidRequest"
-    assert top_path(execution)[-5:] == ["RemoveAndLaunch", *FAILURE_TAIL]
+    assert top_path(execution)[-5:] == ["RemoveAndWait", *FAILURE_TAIL]
     assert not stubs.calls_to("swarm", "join")
+    # The launch ended before the removal began, so compensation cannot miss an instance still being made.
+    actions = stubs.actions()
+    assert actions.index(("hosts", "launch_slots")) < actions.index(("swarm", "remove_node"))
     (compensate,) = stubs.calls_to("hosts", "terminate_run")
     assert compensate.payload["run_id"] == "repair-i-noremove"
     assert compensate.result == {"terminated": [replacement["instance_id"]]}
@@ -398,8 +394,8 @@ def test_no_capacity_in_the_az_moves_the_replacement_to_another(stubs: LambdaStu
     execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-capacity")
 
     assert execution.status == "SUCCEEDED", execution.describe()
-    path = branch_path(execution, [*LAUNCH_BRANCH, "Replan"])
-    assert path[: path.index("StartReadinessWait")][-3:] == ["LaunchReplacement", "Replan", "LaunchReplacement"]
+    path = top_path(execution)
+    assert path[: path.index("RemoveAndWait")][-3:] == ["LaunchReplacement", "Replan", "LaunchReplacement"]
     (replan,) = stubs.calls_to("repair", "replan")
     assert replan.payload["claim"]["placement"]["az"] == FAILED_WORKER["az"], "the refused AZ"
     assert {s["az"] for s in replan.payload["network"]["subnets"]} == {"us-east-1a", "us-east-1b", "us-east-1c"}
@@ -432,6 +428,18 @@ def test_a_failure_after_launch_terminates_the_replacement_records_and_releases(
     assert release.payload["operation_id"] == "repair-i-fails"
 
 
+def test_a_failed_token_rotation_keeps_the_joined_replacement(stubs: LambdaStubs, repair_arn: str) -> None:
+    stub_repair_happy(stubs, FAILED_WORKER)
+    stubs.on("swarm", "rotate_tokens", LambdaError("ScriptFailed", "rotate-tokens: cannot store the worker token"))
+
+    execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-norotate")
+
+    assert execution.status == "SUCCEEDED", execution.describe()
+    assert top_path(execution) == WORKER_PATH
+    assert not stubs.calls_to("hosts", "terminate_run"), "a joined, rebalanced replacement is not thrown away"
+    assert stubs.calls_to("repair", "record")
+
+
 def test_failing_to_end_the_dead_instance_still_records_the_repair(stubs: LambdaStubs, repair_arn: str) -> None:
     stub_repair_happy(stubs, FAILED_WORKER)
     stubs.on("hosts", "terminate_instances", LambdaError("InvalidRequest", "not the cluster's"))
@@ -462,7 +470,7 @@ def test_a_replacement_that_never_gets_ready_is_compensated(stubs: LambdaStubs, 
     assert execution.status == "FAILED", execution.describe()
     assert execution.error == "HostsNotReady"
     assert len(stubs.calls_to("hosts", "check_ready")) == FAST_POLL["max_attempts"]
-    assert top_path(execution)[-5:] == ["RemoveAndLaunch", *FAILURE_TAIL]
+    assert top_path(execution)[-5:] == ["RemoveAndWait", *FAILURE_TAIL]
     assert branch_path(execution, ["ReplacementNotReady"]) == ["ReplacementNotReady"]
     assert not stubs.calls_to("swarm", "join")
     (fail,) = stubs.calls_to("repair", "fail")
@@ -533,7 +541,7 @@ def test_the_definition_is_closed_reachable_and_every_task_retries_and_catches()
     for name in ("Guard", "AcquireLock", "Claim", "RecordRepair", "RecordFailure", "ReleaseLock"):
         assert states[name]["Parameters"]["operation_id.$"] == "$$.Execution.Name", name
     assert every["LaunchReplacement"]["Parameters"]["run_id.$"] == "$$.Execution.Name"
-    assert every["RemoveDeadNode"]["Parameters"]["force.$"] == "$.classified.instance_gone"
+    assert every["RemoveDeadNode"]["Parameters"]["force.$"] == "$.claim.instance_gone"
     # Waiting out an election is bounded: about a minute of one-second retries.
     (settling,) = [r for r in states["FindHealthyManager"]["Retry"] if r["ErrorEquals"] == ["SwarmSettling"]]
     assert (settling["IntervalSeconds"], settling["BackoffRate"]) == (1, 1)

@@ -114,19 +114,18 @@ def test_classify_finds_the_failed_node_and_the_live_managers_to_ask(world: Worl
     )
     assert result.failed == repair.FailedNode(host=dead, node_id="node-manager-1")
     assert [h.slot for h in result.candidates] == ["manager-0", "manager-2"]
-    assert result.instance_gone, "EC2 says terminated: the node may be removed at once"
     with pytest.raises(InvalidRequest, match="no node record"):
         repair.classify(
             repair.Classify(action="classify", spec=SPEC, instance_id="i-0000000000000beef"), world.adapters
         )
 
 
-def test_classify_keeps_waiting_for_swarm_when_the_instance_still_runs(world: World) -> None:
+def test_claim_says_whether_ec2_still_runs_the_failed_instance(world: World) -> None:
     # A dead daemon on a running instance (reconcile's case): only Swarm can say the node is down.
-    result = repair.classify(
-        repair.Classify(action="classify", spec=SPEC, instance_id=world.hosts[4].instance_id), world.adapters
-    )
-    assert not result.instance_gone
+    assert not world.claim(world.hosts[4], "repair-running").instance_gone
+    # Terminated: the node can never answer again, so it may be removed at once.
+    world.kill(world.hosts[3])
+    assert world.claim(world.hosts[3], "repair-terminated").instance_gone
 
 
 def test_the_guard_lets_one_failure_through_and_counts_the_start_once(world: World) -> None:

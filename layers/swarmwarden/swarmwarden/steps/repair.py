@@ -194,9 +194,6 @@ class Fail(Contract):
 class Classified(Contract):
     failed: FailedNode
     candidates: tuple[Host, ...] = Field(description="live managers other than the failed node, to try in order")
-    instance_gone: bool = Field(
-        description="EC2 says the failed instance is going away or gone: its node is removed at once, with force"
-    )
 
 
 class GuardResult(Contract):
@@ -210,6 +207,10 @@ class Claimed(Contract):
     placement: Placement
     refused_azs: tuple[str, ...] = ()
     swarm: SwarmRef
+    instance_gone: bool = Field(
+        description="EC2 says the failed instance is going away or gone (looked up right before the removal): "
+        "its node is removed at once, with force"
+    )
 
 
 class Replan(Contract):
@@ -260,13 +261,11 @@ def classify(request: Classify, adapters: Adapters) -> Classified:
     if failed is None:
         raise InvalidRequest(f"{request.instance_id} has no node record in cluster {cluster}")
     managers = [r for r in records if r.role is Role.MANAGER and r.state is NodeState.ACTIVE and r is not failed]
-    facts = adapters.instances.facts([failed.instance_id, *(r.instance_id for r in managers)])
+    facts = adapters.instances.facts(r.instance_id for r in managers)
     live = [r for r in managers if r.instance_id in facts and facts[r.instance_id].state == "running"]
-    failed_facts = facts.get(failed.instance_id)
     return Classified(
         failed=FailedNode(host=_host(failed), node_id=failed.node_id),
         candidates=tuple(_host(r) for r in sorted(live, key=lambda r: r.slot)),
-        instance_gone=rules.instance_gone(failed_facts.state if failed_facts else None),
     )
 
 
@@ -339,9 +338,12 @@ def claim(request: Claim, adapters: Adapters) -> Claimed:
             slot = candidate
         taken.add(candidate)
     adapters.operations.update(cluster, owner, step="claimed", detail=f"replacement slot {slot}")
+    # Looked up here, the step before the removal: the guard and the lock may have waited minutes.
+    facts = adapters.instances.facts([request.failed.host.instance_id]).get(request.failed.host.instance_id)
     return Claimed(
         placement=Placement(slot=slot, role=role, az=request.failed.host.az),
         swarm=SwarmRef(swarm_id=record.swarm_id, manager_addr=request.manager.private_ip),
+        instance_gone=rules.instance_gone(facts.state if facts else None),
     )
 
 

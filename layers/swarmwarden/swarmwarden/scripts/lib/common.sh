@@ -111,7 +111,7 @@ sync_token() {
 
 # sync_token for both roles at once, each in a scratch directory of its own: an AWS CLI call takes
 # the better part of a second, and the two do not depend on each other. A failed role's own error
-# line becomes the script's result.
+# line becomes the script's result (a generic one if it died without writing one).
 sync_tokens() {
 	running=""
 	for role in worker manager; do
@@ -123,13 +123,20 @@ sync_tokens() {
 		) >"$work/$role/out" 2>&1 &
 		running="$running $role:$!"
 	done
+	# Both end before the script does: its exit removes their scratch directories.
+	failed=""
 	for job in $running; do
-		role=${job%%:*}
-		if ! wait "${job#*:}"; then
-			finished=1
-			# shellcheck disable=SC2031 # the parent's $work, which holds the subshell's directory
-			tail -n 1 "$work/$role/out"
-			exit 1
-		fi
+		wait "${job#*:}" || failed=${failed:-${job%%:*}}
 	done
+	[ -z "$failed" ] && return
+	# shellcheck disable=SC2031 # the parent's $work, which holds the subshell's directory
+	last=$(tail -n 1 "$work/$failed/out")
+	case "$last" in
+	'{"error": '*'}')
+		finished=1
+		printf '%s\n' "$last"
+		exit 1
+		;;
+	esac
+	fail "storing the $failed join token failed"
 }
