@@ -76,35 +76,40 @@ check_token_prefix() {
 	fi
 }
 
-# Sets $token from the parameter of role $1; empty when the parameter does not exist.
+# Sets $token from the parameter of role $1; empty when the parameter does not exist. $2: the
+# scratch directory (default $work).
 read_token() {
+	scratch=${2:-$work}
 	if token=$(aws --region "$SW_REGION" ssm get-parameter --name "$SW_TOKEN_PREFIX/$1" \
-		--with-decryption --query Parameter.Value --output text 2>"$work/err"); then
+		--with-decryption --query Parameter.Value --output text 2>"$scratch/err"); then
 		:
-	elif grep -q ParameterNotFound "$work/err"; then
+	elif grep -q ParameterNotFound "$scratch/err"; then
 		token=""
 	else
-		fail "cannot read $SW_TOKEN_PREFIX/$1: $(cat "$work/err")"
+		fail "cannot read $SW_TOKEN_PREFIX/$1: $(cat "$scratch/err")"
 	fi
 }
 
-# The token goes to the CLI in a private file (printf is a builtin), never in an argv.
+# Stores token $2 for role $1. The token goes to the CLI in a private file (printf is a builtin),
+# never in an argv. $3: the scratch directory (default $work).
 put_token() {
+	scratch=${3:-$work}
 	printf '{"Name": "%s", "Value": "%s", "Type": "SecureString", "Overwrite": true}\n' \
-		"$SW_TOKEN_PREFIX/$1" "$2" >"$work/put.json"
-	aws --region "$SW_REGION" ssm put-parameter --cli-input-json "file://$work/put.json" \
-		>/dev/null 2>"$work/err" || fail "cannot store $SW_TOKEN_PREFIX/$1: $(cat "$work/err")"
-	rm -f "$work/put.json"
+		"$SW_TOKEN_PREFIX/$1" "$2" >"$scratch/put.json"
+	aws --region "$SW_REGION" ssm put-parameter --cli-input-json "file://$scratch/put.json" \
+		>/dev/null 2>"$scratch/err" || fail "cannot store $SW_TOKEN_PREFIX/$1: $(cat "$scratch/err")"
+	rm -f "$scratch/put.json"
 }
 
 # Writes the swarm's current token of role $1 to its parameter, only when it differs. With $2 =
-# fresh (a swarm just created) the parameter cannot hold it yet, so the read is skipped.
+# fresh (a swarm just created, or tokens just rotated) the parameter cannot hold it yet, so the read
+# is skipped. $3: the scratch directory.
 sync_token() {
 	step="storing the $1 join token"
-	current=$(docker swarm join-token -q "$1" 2>"$work/err") || fail "cannot read the $1 join token: $(cat "$work/err")"
+	current=$(docker swarm join-token -q "$1" 2>"$3/err") || fail "cannot read the $1 join token: $(cat "$3/err")"
 	token=""
-	[ "${2:-}" = fresh ] || read_token "$1"
-	[ "$token" = "$current" ] || put_token "$1" "$current"
+	[ "$2" = fresh ] || read_token "$1" "$3"
+	[ "$token" = "$current" ] || put_token "$1" "$current" "$3"
 	token=""
 	current=""
 }
@@ -116,11 +121,7 @@ sync_tokens() {
 	running=""
 	for role in worker manager; do
 		mkdir "$work/$role"
-		# shellcheck disable=SC2030 # the subshell's own scratch directory, on purpose
-		(
-			work="$work/$role"
-			sync_token "$role" "$1"
-		) >"$work/$role/out" 2>&1 &
+		sync_token "$role" "$1" "$work/$role" >"$work/$role/out" 2>&1 &
 		running="$running $role:$!"
 	done
 	# Both end before the script does: its exit removes their scratch directories.
@@ -129,7 +130,6 @@ sync_tokens() {
 		wait "${job#*:}" || failed=${failed:-${job%%:*}}
 	done
 	[ -z "$failed" ] && return
-	# shellcheck disable=SC2031 # the parent's $work, which holds the subshell's directory
 	last=$(tail -n 1 "$work/$failed/out")
 	case "$last" in
 	'{"error": '*'}')
