@@ -428,27 +428,27 @@ def test_a_failure_after_launch_terminates_the_replacement_records_and_releases(
     assert release.payload["operation_id"] == "repair-i-fails"
 
 
-def test_a_failed_token_rotation_keeps_the_joined_replacement(stubs: LambdaStubs, repair_arn: str) -> None:
+@pytest.mark.parametrize(
+    ("function", "action", "error"),
+    [
+        # The old tokens stay valid until the next rotation; the dead host is being terminated.
+        ("swarm", "rotate_tokens", LambdaError("ScriptFailed", "rotate-tokens: cannot store the worker token")),
+        # Reconcile finds a leftover instance later.
+        ("hosts", "terminate_instances", LambdaError("InvalidRequest", "not the cluster's")),
+    ],
+)
+def test_a_failure_after_the_join_keeps_the_replacement_and_records_the_repair(
+    stubs: LambdaStubs, repair_arn: str, function: str, action: str, error: LambdaError
+) -> None:
     stub_repair_happy(stubs, FAILED_WORKER)
-    stubs.on("swarm", "rotate_tokens", LambdaError("ScriptFailed", "rotate-tokens: cannot store the worker token"))
+    stubs.on(function, action, error)
 
-    execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-norotate")
+    execution = run(stubs, repair_arn, FAILED_WORKER, f"repair-i-after-{action.replace('_', '-')}")
 
     assert execution.status == "SUCCEEDED", execution.describe()
     assert top_path(execution) == WORKER_PATH
     assert not stubs.calls_to("hosts", "terminate_run"), "a joined, rebalanced replacement is not thrown away"
     assert stubs.calls_to("repair", "record")
-
-
-def test_failing_to_end_the_dead_instance_still_records_the_repair(stubs: LambdaStubs, repair_arn: str) -> None:
-    stub_repair_happy(stubs, FAILED_WORKER)
-    stubs.on("hosts", "terminate_instances", LambdaError("InvalidRequest", "not the cluster's"))
-
-    execution = run(stubs, repair_arn, FAILED_WORKER, "repair-i-leftover")
-
-    assert execution.status == "SUCCEEDED", execution.describe()
-    assert top_path(execution) == WORKER_PATH
-    assert not stubs.calls_to("hosts", "terminate_run"), "the joined replacement stays"
 
 
 def test_a_replacement_that_never_gets_ready_is_compensated(stubs: LambdaStubs, repair_arn: str) -> None:
