@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -135,6 +136,19 @@ def test_rotate_tokens_again_keeps_parameters_equal_to_the_live_tokens(swarm: Sw
             stored = ssm.get_parameter(Name=f"{swarm.token_prefix}/{role}", WithDecryption=True)["Parameter"]
             assert stored["Value"] == leader.docker("swarm", "join-token", "-q", role).stdout.strip()
     assert sorted(n["id"] for n in swarm.status()["nodes"]) == members
+
+
+def test_rotations_side_by_side_leave_the_parameters_equal_to_the_live_tokens(swarm: Swarm) -> None:
+    # Two repairs finishing together each rotate; the stored tokens must end as the swarm's, or every
+    # later join is refused.
+    ssm = swarm.cloud.ssm()
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(lambda m: swarm.ok(m, "rotate-tokens"), swarm.managers[:2]))
+        assert results == [{"rotated": ["worker", "manager"]}] * 2
+        for role in ("worker", "manager"):
+            stored = ssm.get_parameter(Name=f"{swarm.token_prefix}/{role}", WithDecryption=True)["Parameter"]
+            assert stored["Value"] == swarm.managers[0].docker("swarm", "join-token", "-q", role).stdout.strip()
 
 
 def test_a_token_that_cannot_be_stored_fails_the_rotation_with_that_roles_error(swarm: Swarm) -> None:

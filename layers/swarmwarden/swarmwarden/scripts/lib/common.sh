@@ -120,7 +120,7 @@ sync_token() {
 sync_tokens() {
 	running=""
 	for role in worker manager; do
-		mkdir "$work/$role"
+		mkdir -p "$work/$role"
 		sync_token "$role" "$1" "$work/$role" >"$work/$role/out" 2>&1 &
 		running="$running $role:$!"
 	done
