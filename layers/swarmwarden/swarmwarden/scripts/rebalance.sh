@@ -1,6 +1,6 @@
 #!/bin/sh
 # rebalance: Force-updates (detached) replicated services whose running tasks are skewed over the Ready+Active nodes.
-# Parameters: SW_MAX_UPDATES (at most this many updates per run, default 2).
+# Parameters: SW_MAX_UPDATES (at most this many updates per run, default 2), SW_SETTLE_SECONDS (how long to wait, in all, for every replica to run before judging the spread; default 30).
 # Last stdout line: {"updated": [names], "skipped": [skewed names left for later]}; on failure {"error": "..."} and a non-zero exit.
 # Idempotent. Balanced services, and services being updated, are not touched; nothing is updated while a drained node still runs tasks.
 # Never prints a join token.
@@ -40,18 +40,37 @@ skewed() {
 		}' "$work/eligible" "$work/tasks"
 }
 
+# How many of service $1's tasks that should run do run.
+running_tasks() {
+	tasks=$(docker service ps -q --filter desired-state=running "$1")
+	if [ -z "$tasks" ]; then
+		echo 0
+		return
+	fi
+	# shellcheck disable=SC2086 # one argument per task id
+	docker inspect --type task --format '{{.Status.State}}' $tasks | grep -c '^running$' || true
+}
+
+# A task moving off a node that was just removed is not running yet, so the spread is judged once
+# every replica runs again: at most SW_SETTLE_SECONDS for all services together.
+settle_until=$(($(date +%s) + ${SW_SETTLE_SECONDS:-30}))
+
 step="reading the services"
 # Constrained services cannot use every node, so their spread says nothing: leave them alone.
 docker service ls -q --filter mode=replicated >"$work/services" 2>"$work/err" ||
 	fail "cannot list services: $(cat "$work/err")"
 updated="" skipped="" count=0
 while read -r service; do
-	info=$(docker service inspect --format '{{.Spec.Name}} {{with .Spec.TaskTemplate.Placement}}{{len .Constraints}}{{else}}0{{end}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{else}}-{{end}}' \
+	info=$(docker service inspect --format '{{.Spec.Name}} {{with .Spec.TaskTemplate.Placement}}{{len .Constraints}}{{else}}0{{end}} {{if .UpdateStatus}}{{.UpdateStatus.State}}{{else}}-{{end}} {{.Spec.Mode.Replicated.Replicas}}' \
 		"$service" 2>"$work/err") || fail "cannot inspect service $service: $(cat "$work/err")"
-	# shellcheck disable=SC2086 # three words
+	# shellcheck disable=SC2086 # four words
 	set -- $info
-	name=$1 constraints=$2 update_state=$3
+	name=$1 constraints=$2 update_state=$3 replicas=$4
 	[ "$constraints" = 0 ] || continue
+	step="waiting for $name's tasks to run"
+	while [ "$(running_tasks "$service")" -lt "$replicas" ] && [ "$(date +%s)" -lt "$settle_until" ]; do
+		sleep 1
+	done
 	step="checking the spread of $name"
 	skewed "$service" || continue
 	if [ "$draining" = true ] || [ "$count" -ge "$max_updates" ] ||
