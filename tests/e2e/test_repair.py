@@ -104,7 +104,8 @@ def repaired(cloud: LocalCloud) -> None:
 
     def replaced() -> list[dict[str, Any]] | None:
         nodes = swarm_nodes(cloud)
-        addrs = {n["Status"]["Addr"]: n for n in nodes}
+        # A node still joining has no address yet.
+        addrs = {n["Status"].get("Addr"): n for n in nodes}
         joined = new.ip in addrs and addrs[new.ip]["Status"]["State"] == "ready"
         return nodes if joined and all(n["ID"] != dead_node for n in nodes) else None
 

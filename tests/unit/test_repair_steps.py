@@ -3,6 +3,7 @@ functions with fake hosts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -270,6 +271,7 @@ MANAGERS = [
     Host(instance_id=f"i-{i:017x}", role=Role.MANAGER, slot=f"manager-{i}", az=AZS[i], private_ip=f"10.42.0.{i}")
     for i in range(3)
 ]
+WORKER = Host(instance_id=f"i-{9:017x}", role=Role.WORKER, slot="worker-0", az=AZS[0], private_ip="10.42.0.9")
 
 
 def test_healthy_manager_skips_managers_that_do_not_answer() -> None:
@@ -337,3 +339,67 @@ def test_launch_slots_names_the_az_without_capacity() -> None:
     )
     with pytest.raises(InsufficientCapacity, match=r"no t3\.small capacity in us-east-1b"):
         hosts.launch_slots(request, NoCapacity())  # type: ignore[arg-type]
+
+
+class Clock:
+    """A fake clock that a fake sleep moves forward."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_healthy_manager_looks_again_while_a_live_node_shows_down_after_an_election() -> None:
+    # After the leader died, a worker slow to reach the new leader shows down for a moment: counted as
+    # failed, it would trip the guard's breaker (2 of 5 unhealthy) and pause repair for no outage.
+    leader = World.status(MANAGERS[1], leader=True).model_dump(mode="json")
+    dead = World.status(MANAGERS[0], ready=False).model_dump(mode="json")
+    follower = World.status(MANAGERS[2]).model_dump(mode="json")
+    worker = World.status(WORKER).model_dump(mode="json")
+    views = [
+        [leader, follower, dead, worker | {"status": "down"}],
+        [leader, follower, dead, worker | {"status": "down"}],
+        [leader, follower, dead, worker],
+    ]
+
+    class Settling(Runner):
+        def run(
+            self, instance_id: str, script: str, parameters: dict[str, str], timeout_seconds: int
+        ) -> dict[str, Any]:
+            self.asked.append(instance_id)
+            return {"nodes": views[min(len(self.asked), len(views)) - 1]}
+
+    clock = Clock()
+    runner = Settling({MANAGERS[1].instance_id}, [])
+    adapters = replace(_swarm(runner), clock=lambda: clock.now, sleep=clock.sleep)
+    request = swarm.HealthyManager(
+        action="healthy_manager", spec=SPEC, candidates=tuple(MANAGERS[1:]), failed_node_id=dead["id"]
+    )
+    result = swarm.healthy_manager(request, adapters)
+    assert {n.hostname: n.status for n in result.nodes}[WORKER.slot] == "ready"
+    assert clock.sleeps == [1.0, 1.0], "looked again every second until the view settled"
+
+
+def test_healthy_manager_reports_a_node_still_down_after_the_settling_time() -> None:
+    leader = World.status(MANAGERS[1], leader=True).model_dump(mode="json")
+    dead = World.status(MANAGERS[0], ready=False).model_dump(mode="json")
+    follower = World.status(MANAGERS[2]).model_dump(mode="json")
+    down = World.status(WORKER, ready=False).model_dump(mode="json")
+    clock = Clock()
+    adapters = replace(
+        _swarm(Runner({MANAGERS[1].instance_id}, [leader, follower, dead, down])),
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+    )
+    request = swarm.HealthyManager(
+        action="healthy_manager", spec=SPEC, candidates=tuple(MANAGERS[1:]), failed_node_id=dead["id"]
+    )
+    result = swarm.healthy_manager(request, adapters)
+    assert {n.hostname: n.status for n in result.nodes}[WORKER.slot] == "down", (
+        "a real second failure: the guard judges"
+    )
+    assert swarm.SETTLE_DOWN_SECONDS <= clock.now <= swarm.SETTLE_DOWN_SECONDS + 1

@@ -1,6 +1,6 @@
 #!/bin/sh
 # rebalance: Force-updates (detached) replicated services whose running tasks are skewed over the Ready+Active nodes.
-# Parameters: SW_MAX_UPDATES (at most this many updates per run, default 2), SW_SETTLE_SECONDS (how long to wait, in all, for every replica to run before judging the spread; default 30).
+# Parameters: SW_MAX_UPDATES (at most this many updates per run, default 2), SW_SETTLE_SECONDS (how long to wait, in all, for every replica to be placed before judging the spread; default 30).
 # Last stdout line: {"updated": [names], "skipped": [skewed names left for later]}; on failure {"error": "..."} and a non-zero exit.
 # Idempotent. Balanced services, and services being updated, are not touched; nothing is updated while a drained node still runs tasks.
 # Never prints a join token.
@@ -25,14 +25,15 @@ while read -r node; do
 	fi
 done <"$work/drained"
 
-# Skewed: running tasks per eligible (Ready + Active) node differ by more than one.
+# Skewed: the tasks meant to run (placed on a node, whether or not started yet) per eligible
+# (Ready + Active) node differ by more than one.
 skewed() {
 	tasks=$(docker service ps -q --filter desired-state=running "$1")
 	[ -n "$tasks" ] || return 1
 	# shellcheck disable=SC2086 # one argument per task id
-	docker inspect --type task --format '{{.NodeID}} {{.Status.State}}' $tasks >"$work/tasks"
+	docker inspect --type task --format '{{.NodeID}}' $tasks >"$work/tasks"
 	awk 'NR == FNR { n[$1] = 0; next }
-		$2 == "running" && ($1 in n) { n[$1]++ }
+		($1 in n) { n[$1]++ }
 		END {
 			min = -1; max = 0
 			for (k in n) { if (min < 0 || n[k] < min) min = n[k]; if (n[k] > max) max = n[k] }
@@ -40,19 +41,19 @@ skewed() {
 		}' "$work/eligible" "$work/tasks"
 }
 
-# How many of service $1's tasks that should run do run.
-running_tasks() {
+# How many of service $1's tasks that should run are placed on a node.
+placed_tasks() {
 	tasks=$(docker service ps -q --filter desired-state=running "$1")
 	if [ -z "$tasks" ]; then
 		echo 0
 		return
 	fi
 	# shellcheck disable=SC2086 # one argument per task id
-	docker inspect --type task --format '{{.Status.State}}' $tasks | grep -c '^running$' || true
+	docker inspect --type task --format '{{.NodeID}}' $tasks | grep -c . || true
 }
 
-# A task moving off a node that was just removed is not running yet, so the spread is judged once
-# every replica runs again: at most SW_SETTLE_SECONDS for all services together.
+# A task moving off a node that was just removed is placed again within moments, so the spread is
+# judged once every replica is placed: at most SW_SETTLE_SECONDS for all services together.
 settle_until=$(($(date +%s) + ${SW_SETTLE_SECONDS:-30}))
 
 step="reading the services"
@@ -67,8 +68,8 @@ while read -r service; do
 	set -- $info
 	name=$1 constraints=$2 update_state=$3 replicas=$4
 	[ "$constraints" = 0 ] || continue
-	step="waiting for $name's tasks to run"
-	while [ "$(running_tasks "$service")" -lt "$replicas" ] && [ "$(date +%s)" -lt "$settle_until" ]; do
+	step="waiting for $name's tasks to be placed"
+	while [ "$(placed_tasks "$service")" -lt "$replicas" ] && [ "$(date +%s)" -lt "$settle_until" ]; do
 		sleep 1
 	done
 	step="checking the spread of $name"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
@@ -22,6 +24,11 @@ from swarmwarden.settings import Settings
 NO_LEADER = ("does not have a leader", "context deadline exceeded")
 # A node's state as a new leader reports it until the node's first heartbeat to it.
 UNKNOWN = "unknown"
+DOWN = "down"
+# After an election, a live node that is slow to reach the new leader is shown down for a while; the
+# guard would count it as failed (and could pause repair for an outage that is not one). So a view
+# with other nodes down is looked at again, every second, for this long before it is reported.
+SETTLE_DOWN_SECONDS = 20.0
 
 
 class Runner(Protocol):
@@ -182,6 +189,8 @@ class Adapters:
     region: str
     token_prefix: str
     command_timeout_seconds: int
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
 
 def _common(spec: ClusterSpec, adapters: Adapters) -> dict[str, str]:
@@ -265,10 +274,20 @@ def healthy_manager(request: HealthyManager, adapters: Adapters) -> HealthyManag
             raise SwarmSettling(f"{candidate.instance_id} sees {healthy} of {counted} managers healthy: settling")
         if unknown := [n.hostname for n in nodes if n.status == UNKNOWN and n.id != request.failed_node_id]:
             raise SwarmSettling(f"{candidate.instance_id} does not know the state of {', '.join(unknown)} yet")
+        nodes = _settled(request, candidate, nodes, adapters)
         return HealthyManagerResult(manager=candidate, nodes=tuple(nodes), tried=tuple(tried))
     if any(sign in attempt for attempt in tried for sign in NO_LEADER):
         raise SwarmSettling(f"the swarm has no leader yet: {'; '.join(tried)}")
     return HealthyManagerResult(manager=None, nodes=(), tried=tuple(tried))
+
+
+def _settled(request: HealthyManager, manager: Host, nodes: list[NodeStatus], adapters: Adapters) -> list[NodeStatus]:
+    """`nodes` again, at most SETTLE_DOWN_SECONDS later, until no node but the failed one is down."""
+    deadline = adapters.clock() + SETTLE_DOWN_SECONDS
+    while any(n.status == DOWN and n.id != request.failed_node_id for n in nodes) and adapters.clock() < deadline:
+        adapters.sleep(1.0)
+        nodes = status(request.spec, manager, adapters)
+    return nodes
 
 
 def verify_replaced(request: VerifyReplaced, adapters: Adapters) -> StatusResult:
