@@ -251,6 +251,11 @@ class FloorArm:
         host = self._new_host()
         _join(host, self._token(role), via)
         group.append(host)
+        # As the workflow does: spread the service once the new node counts as Ready (else the update
+        # can place every task elsewhere, and nothing spreads it later).
+        wait_for(
+            "the new node Ready", lambda: (_node_view(via) or ({}, set()))[0].get(host.hostname) == "Ready", 60, POLL
+        )
         via.docker("service", "update", "--force", "--detach", SERVICE)
         _until_whole(lambda: self.managers, victim.hostname, lambda: host.hostname)
         victim.destroy()
