@@ -19,6 +19,7 @@ from typing import Any
 import docker
 import pytest
 from swarmwarden.adapters.store import ClusterStore, NodeState, item_key
+from swarmwarden.steps.swarm import SETTLE_DOWN_SECONDS
 
 from localcloud.cloud import LocalCloud
 from localcloud.events import ec2_state_change_event, rule_arn, scheduled_event
@@ -345,7 +346,8 @@ def test_too_many_failures_at_once_pause_repair_until_the_operator_resumes(
             len([e for e in cluster.repairs() if any(v in e["name"] for v in victims) and e["status"] != "RUNNING"])
             == 2
         ),
-        60,
+        # The healthy-manager step may look again for up to SETTLE_DOWN_SECONDS while nodes are down.
+        60 + SETTLE_DOWN_SECONDS,
     )
     paused = cluster.cloud.client("dynamodb").get_item(TableName=cluster.table, Key=item_key(CLUSTER, "PAUSE"))
     assert "Item" in paused, "repair is not paused"
